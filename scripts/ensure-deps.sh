@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what anydisk and its tests need on a fresh Debian machine: system packages with
+# apt-get (only those missing), then the npm packages, then the build. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command-or-file:package pairs; the package is installed when the command/file is missing.
+NEEDS=(
+  "/usr/include/fuse/fuse.h:libfuse-dev"
+  "pkg-config:pkg-config"
+  "fusermount:fuse3"
+  "qemu-img:qemu-utils"
+)
+if [ "${1:-}" = "--test" ]; then
+  NEEDS+=(
+    "ewfacquire:ewf-tools"
+    "affconvert:afflib-tools"
+    "xmount:xmount"
+    "nginx:nginx-light"
+    "nbdinfo:libnbd-bin"
+    "nbdkit:nbdkit"
+    "fio:fio"
+  )
+fi
+
+missing=()
+for pair in "${NEEDS[@]}"; do
+  what=${pair%%:*}
+  pkg=${pair##*:}
+  if [[ $what == /* ]]; then
+    [ -e "$what" ] || missing+=("$pkg")
+  else
+    command -v "$what" >/dev/null 2>&1 || [ -x "/usr/sbin/$what" ] || missing+=("$pkg")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "anydisk: installing system packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run -s build

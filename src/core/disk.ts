@@ -1,0 +1,125 @@
+// The one interface every part of anydisk speaks: a byte-addressed, fixed-size device.
+// Formats decode bytes into a Disk, layers turn disks into disks, views encode a Disk as the
+// bytes of another format, frontends hand a Disk (or a view) to the outside world.
+
+import { OutOfRangeError, ReadOnlyError } from './errors.js';
+
+/**
+ * data: bytes stored in this disk (or a layer below that it maps to);
+ * zero: reads as zeros and is known to be zero (zero clusters, holes of a sparse file);
+ * unallocated: this layer has nothing; reads fall through to a backing disk, or zeros without one.
+ */
+export type ExtentKind = 'data' | 'zero' | 'unallocated';
+
+export interface Extent {
+  offset: number;
+  length: number;
+  kind: ExtentKind;
+  /** How many layers down the data lives: 0 = this disk. Set by backing-aware disks. */
+  depth?: number;
+}
+
+export interface Disk {
+  /** Size in bytes; never above Number.MAX_SAFE_INTEGER (checked at open). */
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** Fill dst completely from offset; throws OutOfRangeError when the range passes the end. */
+  read(dst: Uint8Array, offset: number): Promise<void>;
+  /** Write src at offset; ReadOnlyError when read-only. */
+  write(src: Uint8Array, offset: number): Promise<void>;
+  /** Make the range read as zeros (may deallocate). */
+  writeZeroes(offset: number, length: number): Promise<void>;
+  /** Hint that the range is no longer needed; its content afterwards reads as zeros or as the backing. */
+  discard(offset: number, length: number): Promise<void>;
+  /** Everything written before the call is on stable storage when it resolves. */
+  flush(): Promise<void>;
+  /** Allocation map of [offset, offset+length), sorted, contiguous, covering the range exactly. */
+  extents(offset: number, length: number): Promise<Extent[]>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+export function checkRange(disk: { size: number }, offset: number, length: number, what = 'disk'): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > disk.size) {
+    throw new OutOfRangeError(`${what}: range ${offset}+${length} outside 0..${disk.size}`);
+  }
+}
+
+const ZERO_CHUNK = new Uint8Array(1 << 20);
+
+/**
+ * A base with the defaults most disks share: read-only writes, zero-writing by buffers,
+ * discard as a no-op, a single data extent, flush and close that do nothing.
+ */
+export abstract class BaseDisk implements Disk {
+  abstract readonly size: number;
+  readonly readOnly: boolean = true;
+  protected closed = false;
+
+  abstract read(dst: Uint8Array, offset: number): Promise<void>;
+
+  async write(_src: Uint8Array, _offset: number): Promise<void> {
+    throw new ReadOnlyError();
+  }
+
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    checkRange(this, offset, length);
+    if (this.readOnly) throw new ReadOnlyError();
+    let pos = offset;
+    const end = offset + length;
+    while (pos < end) {
+      const n = Math.min(ZERO_CHUNK.length, end - pos);
+      await this.write(ZERO_CHUNK.subarray(0, n), pos);
+      pos += n;
+    }
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    checkRange(this, offset, length);
+    if (this.readOnly) throw new ReadOnlyError();
+  }
+
+  async flush(): Promise<void> {}
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    checkRange(this, offset, length);
+    return length === 0 ? [] : [{ offset, length, kind: 'data' }];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** A disk of zeros, used where a backing disk is absent or shorter than its child. */
+export class ZeroDisk extends BaseDisk {
+  constructor(readonly size: number) {
+    super();
+  }
+  async read(dst: Uint8Array, offset: number): Promise<void> {
+    checkRange(this, offset, dst.length);
+    dst.fill(0);
+  }
+  override async extents(offset: number, length: number): Promise<Extent[]> {
+    checkRange(this, offset, length);
+    return length === 0 ? [] : [{ offset, length, kind: 'zero' }];
+  }
+}
+
+/**
+ * Read from a disk that may be shorter than the range asked for: the part past its end reads as
+ * zeros (qcow2 semantics for a backing file shorter than its overlay).
+ */
+export async function readPadded(disk: Disk, dst: Uint8Array, offset: number): Promise<void> {
+  if (offset >= disk.size) {
+    dst.fill(0);
+    return;
+  }
+  const avail = Math.min(dst.length, disk.size - offset);
+  if (avail < dst.length) {
+    await disk.read(dst.subarray(0, avail), offset);
+    dst.fill(0, avail);
+  } else {
+    await disk.read(dst, offset);
+  }
+}

@@ -1,0 +1,85 @@
+// Raw images: the bytes are the disk. Several files given together (or found as a numbered set
+// disk.001, disk.002, ...) are concatenated in order.
+
+import { existsSync } from 'node:fs';
+import { BaseDisk, checkRange, type Extent } from '../../core/disk.js';
+import { IoError, ReadOnlyError } from '../../core/errors.js';
+import { isUrl } from '../../sources/locate.js';
+import type { ByteSource } from '../../sources/source.js';
+import { SplitSource, splitSetNames } from '../../sources/split.js';
+import type { FormatDriver, FormatImage, ImageInfo, OpenContext } from '../types.js';
+
+export class RawImage extends BaseDisk implements FormatImage {
+  readonly format = 'raw';
+  override readonly readOnly: boolean;
+  readonly size: number;
+  constructor(
+    private readonly source: ByteSource,
+    readonly filename: string,
+    private readonly parts: string[],
+  ) {
+    super();
+    this.size = source.size;
+    this.readOnly = !source.writable;
+  }
+
+  async read(dst: Uint8Array, offset: number): Promise<void> {
+    checkRange(this, offset, dst.length);
+    const n = await this.source.read(dst, offset);
+    if (n < dst.length) throw new IoError(`short read at ${offset + n} (file shrank?)`, { file: this.filename });
+  }
+
+  override async write(src: Uint8Array, offset: number): Promise<void> {
+    if (this.readOnly) throw new ReadOnlyError('raw image opened read-only', { file: this.filename });
+    checkRange(this, offset, src.length);
+    await this.source.write(src, offset);
+  }
+
+  override async flush(): Promise<void> {
+    await this.source.flush();
+  }
+
+  override async extents(offset: number, length: number): Promise<Extent[]> {
+    checkRange(this, offset, length);
+    return length ? [{ offset, length, kind: 'data', depth: 0 }] : [];
+  }
+
+  info(): ImageInfo {
+    const info: ImageInfo = { filename: this.filename, format: 'raw', 'virtual-size': this.size };
+    if (this.parts.length > 1) info.details = [['split files', this.parts.join(', ')]];
+    return info;
+  }
+
+  identity(): string {
+    return this.source.identity();
+  }
+
+  override async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.source.close();
+  }
+}
+
+export const rawDriver: FormatDriver = {
+  name: 'raw',
+  aliases: ['dd', 'img', 'bin'],
+  description: 'raw disk image (also split into numbered pieces)',
+  probe: () => 1,
+  async open(ctx: OpenContext): Promise<FormatImage> {
+    let names = ctx.names;
+    if (names.length === 1 && !isUrl(names[0]!) && ctx.options['split'] !== 'off') {
+      names = splitSetNames(names[0]!, existsSync);
+    }
+    if (names.length === 1) return new RawImage(ctx.source, ctx.source.name, names);
+    if (ctx.writable) throw new ReadOnlyError('split raw images are read-only', { file: names[0] });
+    const parts: ByteSource[] = [ctx.source];
+    try {
+      for (const n of names.slice(1)) parts.push(await ctx.openRelated(n));
+    } catch (err) {
+      await Promise.all(parts.slice(1).map((p) => p.close()));
+      throw err;
+    }
+    return new RawImage(new SplitSource(parts, ctx.source.name), ctx.source.name, names);
+  },
+};

@@ -1,0 +1,7 @@
+// Every CLI command, one line each. A command file exports register(program).
+import type { Command } from '@commander-js/extra-typings';
+import { register as info } from './info.js';
+
+export const COMMANDS: Array<(program: Command) => void> = [
+  info,
+];

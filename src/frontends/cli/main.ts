@@ -1,0 +1,28 @@
+// The anydisk command line. Each command lives in its own file (see commands.ts).
+import { Command } from '@commander-js/extra-typings';
+import { COMMANDS } from './commands.js';
+import { reportError, setDebug } from './common.js';
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command()
+    .name('anydisk')
+    .description('make any virtual disk image usable by any emulator, without copying it')
+    .version('0.1.0')
+    .option('--debug', 'print stack traces and protocol details')
+    .showHelpAfterError()
+    .hook('preAction', (cmd) => {
+      if ((cmd.opts() as { debug?: boolean }).debug) setDebug(true);
+    });
+  program.exitOverride();
+  for (const reg of COMMANDS) reg(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('commander.')) {
+      const exitCode = (err as { exitCode?: number }).exitCode ?? 2;
+      process.exit(code === 'commander.helpDisplayed' || code === 'commander.version' ? 0 : exitCode === 0 ? 0 : 2);
+    }
+    process.exitCode = reportError(err);
+  }
+}

@@ -1,0 +1,10 @@
+// The view registry: one line per view.
+import { rawView } from './raw.js';
+import type { ViewDriver } from './types.js';
+
+export const VIEWS: ViewDriver[] = [rawView];
+
+export function findView(name: string): ViewDriver | undefined {
+  const n = name.toLowerCase();
+  return VIEWS.find((v) => v.name === n || v.aliases?.includes(n));
+}
