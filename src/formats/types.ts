@@ -67,6 +67,16 @@ export interface FormatImage extends Disk {
   identity(): string;
   /** Stable identifiers of the image content, e.g. a UUID, for info and verification. */
   readonly uuid?: string;
+  /** Hashes of the media data stored in the image (EWF, AFF), for `verify`. */
+  storedHashes?(): StoredHash[];
+}
+
+export interface StoredHash {
+  algorithm: 'md5' | 'sha1' | 'sha256';
+  /** Lower-case hex. */
+  value: string;
+  /** Where it was found (section or segment name). */
+  source: string;
 }
 
 export interface ProbeInput {
