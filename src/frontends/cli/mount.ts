@@ -3,7 +3,7 @@
 // xmount and sshfs); -f stays attached. xmount's spellings are accepted: --in/--out/--inopts/
 // --cache/--owcache/--offset/--sizelimit/-o. `umount` is in umount.ts.
 
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -104,6 +104,7 @@ function statMountpoint(mp: string): void {
     throw new UsageError(`mount point ${mp} does not exist`);
   }
   if (!st.isDirectory()) throw new UsageError(`mount point ${mp} is not a directory`);
+  if (spawnSync('mountpoint', ['-q', mp]).status === 0) throw new UsageError(`${mp} is already a mount point`);
 }
 
 /** Start a detached copy of this command in the foreground mode and wait until it is mounted. */

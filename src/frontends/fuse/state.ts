@@ -41,11 +41,17 @@ export function removeRecord(mountpoint: string): void {
   rmSync(recordPath(mountpoint), { force: true });
 }
 
+/** Whether pid runs; a zombie (exited, not yet reaped by init) counts as gone. */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
   }
 }
