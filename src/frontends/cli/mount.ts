@@ -8,55 +8,42 @@ import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { Command } from '@commander-js/extra-typings';
-import type { Disk } from '../../core/disk.js';
-import { InvalidArgumentError } from '../../core/errors.js';
-import { baseNameOf, openImage } from '../../formats/registry.js';
-import type { FormatImage } from '../../formats/types.js';
-import { OffsetLayer } from '../../layers/offset.js';
+import { baseNameOf } from '../../formats/registry.js';
+import { openInput, type InputSpec, type WriteMode } from '../input.js';
 import { findView, VIEWS } from '../../views/index.js';
 import { mountFiles, TextFile } from '../fuse/filesystem.js';
 import { removeRecord, writeRecord } from '../fuse/state.js';
 import { formatInfoText } from './info.js';
 import { collect, parseKeyValues, parseSize, reportError, UsageError } from './common.js';
-import { openWritable, type WriteMode } from './write-mode.js';
 
 export interface MountArgs {
-  images: string[];
+  input: InputSpec;
   mountpoint: string;
-  inFormat?: string;
   outFormat: string;
-  inopts: Record<string, string>;
-  write: WriteMode;
-  offset?: number;
-  sizelimit?: number;
   fuseOpts: string[];
   allowOther: boolean;
-}
-
-/** Open the input, apply the write mode and the offset window: the disk the view encodes. */
-export async function prepareDisk(a: MountArgs): Promise<{ image: FormatImage; disk: Disk; describe: string }> {
-  const { image, disk, describe } = await openWritable(a.images, a.inFormat, a.inopts, a.write);
-  let top: Disk = disk;
-  if (a.offset !== undefined || a.sizelimit !== undefined) top = new OffsetLayer(disk, a.offset ?? 0, a.sizelimit);
-  return { image, disk: top, describe };
 }
 
 async function serveForeground(a: MountArgs, onReady: () => void): Promise<void> {
   const view = findView(a.outFormat);
   if (!view) throw new UsageError(`unknown output format '${a.outFormat}' (one of: ${VIEWS.map((v) => v.name).join(', ')})`);
   statMountpoint(a.mountpoint);
-  const { image, disk, describe } = await prepareDisk(a);
+  const { disk, infos, identity, describe } = await openInput(a.input);
+  const spec = a.input;
   let mounted: Awaited<ReturnType<typeof mountFiles>> | undefined;
   try {
-    const baseName = baseNameOf(a.images[0]!);
-    const files = view.build(disk, { baseName, identity: image.identity() });
+    const baseName = baseNameOf(spec.images[0]!);
+    const files = view.build(disk, { baseName, identity });
     const infoText =
-      `anydisk ${a.outFormat} view of ${a.images.join(' ')}\n` +
+      `anydisk ${a.outFormat} view of ${spec.images.join(' ')}\n` +
       `write mode: ${describe}\n` +
-      (a.offset !== undefined ? `offset: ${a.offset}\n` : '') +
-      (a.sizelimit !== undefined ? `size limit: ${a.sizelimit}\n` : '') +
+      (spec.morph ? `morphing: ${spec.morph}\n` : '') +
+      (spec.offset !== undefined ? `offset: ${spec.offset}\n` : '') +
+      (spec.sizelimit !== undefined ? `size limit: ${spec.sizelimit}\n` : '') +
+      (spec.partition !== undefined ? `partition: ${spec.partition}\n` : '') +
+      `disk size: ${disk.size} bytes\n` +
       `files: ${files.map((f) => `${f.name} (${f.size} bytes)`).join(', ')}\n\n` +
-      formatInfoText(image.info());
+      infos.map((i) => formatInfoText(i)).join('\n');
     files.push(new TextFile(`${baseName}.info`, infoText));
     mounted = await mountFiles(a.mountpoint, files, {
       allowOther: a.allowOther,
@@ -67,7 +54,7 @@ async function serveForeground(a: MountArgs, onReady: () => void): Promise<void>
     await disk.close().catch(() => undefined);
     throw err;
   }
-  writeRecord({ pid: process.pid, mountpoint: resolve(a.mountpoint), images: a.images, started: new Date().toISOString() });
+  writeRecord({ pid: process.pid, mountpoint: resolve(a.mountpoint), images: spec.images, started: new Date().toISOString() });
   const keepAlive = setInterval(() => undefined, 1 << 30);
   let stopping = false;
   const stop = async (signal: string) => {
@@ -155,6 +142,9 @@ export function register(program: Command): void {
     .option('--writethrough', 'same as --cache writethrough')
     .option('--offset <bytes>', 'start of the disk inside the input')
     .option('--sizelimit <bytes>', 'largest size of the disk')
+    .option('--morph <how>', 'several images as one disk: combine (concatenate), raid0, raid1')
+    .option('--morphopts <opts>', 'morphing options: raid_chunksize=N', collect, [] as string[])
+    .option('--partition <n>', 'show only partition N of the disk (MBR or GPT)')
     .option('-o <fuseopts>', 'FUSE mount options (allow_other, ...)', collect, [] as string[])
     .option('--allow-other', 'let other users use the mount')
     .option('-f, --foreground', 'stay attached; unmount on SIGINT/SIGTERM')
@@ -172,18 +162,12 @@ export function register(program: Command): void {
             ? { kind: 'overlay', file: opts.cache, fresh: false }
             : { kind: 'readonly' };
       const a: MountArgs = {
-        images: args.slice(0, -1),
+        input: inputSpec(args.slice(0, -1), opts, write),
         mountpoint,
-        inFormat: opts.in,
         outFormat: opts.out,
-        inopts: parseKeyValues(opts.inopts),
-        write,
-        offset: opts.offset !== undefined ? parseSize(opts.offset, 'offset') : undefined,
-        sizelimit: opts.sizelimit !== undefined ? parseSize(opts.sizelimit, 'size limit') : undefined,
         fuseOpts: fuseOpts.filter((o) => o !== 'allow_other'),
         allowOther,
       };
-      if (a.write.kind === 'overlay' && a.write.file === undefined) throw new InvalidArgumentError('--cache needs a file');
       if (opts.foreground) {
         if (opts.daemonChild && process.send) {
           try {
@@ -205,6 +189,31 @@ export function register(program: Command): void {
       statMountpoint(mountpoint);
       process.exitCode = await serveBackground(argv, mountpoint);
     });
+}
+
+/** The input options shared by mount, serve and convert. */
+export function inputSpec(
+  images: string[],
+  opts: { in?: string; inopts: string[]; morph?: string; morphopts: string[]; offset?: string; sizelimit?: string; partition?: string },
+  write: WriteMode,
+): InputSpec {
+  if (opts.morph && !['combine', 'raid0', 'raid1'].includes(opts.morph)) throw new UsageError(`unknown morphing '${opts.morph}' (combine, raid0, raid1)`);
+  let partition: number | undefined;
+  if (opts.partition !== undefined) {
+    partition = Number(opts.partition);
+    if (!Number.isInteger(partition) || partition < 1 || partition > 256) throw new UsageError(`invalid partition number '${opts.partition}'`);
+  }
+  return {
+    images,
+    format: opts.in,
+    inopts: parseKeyValues(opts.inopts),
+    write,
+    morph: opts.morph as InputSpec['morph'],
+    morphopts: parseKeyValues(opts.morphopts),
+    offset: opts.offset !== undefined ? parseSize(opts.offset, 'offset') : undefined,
+    sizelimit: opts.sizelimit !== undefined ? parseSize(opts.sizelimit, 'size limit') : undefined,
+    partition,
+  };
 }
 
 function lastErrorLine(err: unknown): string {
