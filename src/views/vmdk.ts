@@ -28,7 +28,6 @@ const NULL_UUID = '00000000-0000-0000-0000-000000000000';
 
 /** A name safe inside the descriptor's quoted extent file name. */
 export function safeExtentName(name: string): string {
-  // eslint-disable-next-line no-control-regex
   return name.replace(/["\x00-\x1f\x7f]/g, '_');
 }
 
