@@ -3,7 +3,7 @@
 // in this file or in an external data file, to compressed streams, to zeros, or to nothing (the
 // backing file shows through). Spec: qemu/qemu docs/interop/qcow2.rst @ 0a233da8.
 
-import { checkRange, readPadded, type Extent } from '../../core/disk.js';
+import { checkRange, readPadded, type Disk, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import type { ByteSource } from '../../sources/source.js';
@@ -26,6 +26,7 @@ import {
 import { InFlight } from './locks.js';
 import { makeGeometry, mapRange, type Geometry, type MapContext, type Seg } from './mapping.js';
 import { readSnapshots, snapshotInfo, type Qcow2Snapshot } from './snapshots.js';
+import { Qcow2Writer } from './writer.js';
 
 /** Memory for cached L2 tables (per image). */
 const L2_CACHE_BYTES = 32 * 1024 * 1024;
@@ -54,7 +55,7 @@ export class Qcow2Image implements FormatImage {
   readonly l1View: DataView;
   readonly l2Cache: TableCache;
   readonly inflight = new InFlight();
-  backing?: FormatImage;
+  backing?: Disk;
   writer?: Qcow2WriterHooks;
   private closed = false;
   private readonly decompressed = new Map<string, Promise<Uint8Array>>();
@@ -113,6 +114,7 @@ export class Qcow2Image implements FormatImage {
       const { snapshots, tableBytes } = await readSnapshots(src, h);
       const img = new Qcow2Image(src, dataSource, h, l1, snapshots, tableBytes, (r) => ctx.resolve(r));
       img.validateL1();
+      if (ctx.writable) await Qcow2Writer.attach(img);
       return img;
     } catch (err) {
       if (dataSource !== src) await dataSource.close().catch(() => undefined);
@@ -159,7 +161,8 @@ export class Qcow2Image implements FormatImage {
     return mapRange(this.mapCtx, offset, length);
   }
 
-  setBacking(backing: FormatImage): void {
+  /** Attach the backing disk (a FormatImage from the registry, or any Disk for overlays). */
+  setBacking(backing: Disk): void {
     this.backing = backing;
   }
 
@@ -308,7 +311,8 @@ export class Qcow2Image implements FormatImage {
       if (h.backingFormat) info['backing-filename-format'] = h.backingFormat;
     }
     if (this.snapshots.length) info.snapshots = this.snapshots.map(snapshotInfo);
-    if (this.backing) info['backing-image'] = this.backing.info();
+    const b = this.backing as Partial<FormatImage> | undefined;
+    if (b && typeof b.info === 'function') info['backing-image'] = b.info();
     return info;
   }
 
