@@ -379,7 +379,7 @@ async function rebuild(img: Qcow2Image, s: Scan): Promise<void> {
 }
 
 /** qemu-img check's human report. */
-export function formatCheck(r: CheckResult, repaired: boolean): string {
+export function formatCheck(r: CheckResult): string {
   const lines: string[] = [];
   if (r.corruptions === 0 && r.leaks === 0 && r.checkErrors === 0) lines.push('No errors were found on the image.');
   else {
@@ -387,7 +387,6 @@ export function formatCheck(r: CheckResult, repaired: boolean): string {
     if (r.leaks) lines.push('', `${r.leaks} leaked clusters were found on the image.`, 'This means waste of disk space, but no harm to data.');
     if (r.checkErrors) lines.push('', `${r.checkErrors} internal errors have occurred during the check.`);
   }
-  void repaired;
   if (r.totalClusters && r.allocatedClusters) {
     const pct = (n: number) => percent(n, r.totalClusters);
     const pctA = (n: number) => percent(n, r.allocatedClusters);

@@ -176,8 +176,16 @@ export async function createOverlay(
  * Open a qcow2 file directly (no registry, no backing resolution): for overlays whose base is a
  * composed Disk. The given backing, if any, is attached (and closed with the image).
  */
-export async function openQcow2File(path: string, opts: { writable?: boolean; backing?: Disk } = {}): Promise<Qcow2Image> {
-  const source = await FileSource.open(path, { writable: !!opts.writable });
+export async function openQcow2File(
+  path: string,
+  opts: {
+    writable?: boolean;
+    backing?: Disk;
+    /** Open the file writable without the writer (for check's repairs, which write directly). */
+    sourceWritable?: boolean;
+  } = {},
+): Promise<Qcow2Image> {
+  const source = await FileSource.open(path, { writable: !!opts.writable || !!opts.sourceWritable });
   const resolve = (ref: string) => resolvePath(dirname(path), ref);
   try {
     const img = await Qcow2Image.open({

@@ -38,6 +38,7 @@ export interface Qcow2WriterHooks {
   write(src: Uint8Array, offset: number): Promise<void>;
   writeZeroes(offset: number, length: number): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
+  makeEmpty(): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
 }
@@ -338,6 +339,12 @@ export class Qcow2Image implements FormatImage {
 
   async flush(): Promise<void> {
     if (this.writer) await this.writer.flush();
+  }
+
+  /** Drop every cluster of this layer so that the backing file shows through (commit). */
+  async makeEmpty(): Promise<void> {
+    if (!this.writer) throw new ReadOnlyError('qcow2 image opened read-only', { file: this.filename });
+    return this.writer.makeEmpty();
   }
 
   async close(): Promise<void> {
