@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { openSync, readFileSync, writeFileSync, writeSync, closeSync, copyFileSync } from 'node:fs';
+import { openSync, readFileSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { openImage, probeInput, pickDriver } from '../registry.js';
 import type { FormatImage } from '../types.js';
@@ -314,10 +314,32 @@ test('vmdk: child with parentFileNameHint reads through its parent; a changed pa
       }
     }
     // Changing the parent gives it a new CID: the child no longer matches.
-    const snapshot = join(dir, 'parent-copy.vmdk');
-    copyFileSync(parent, snapshot);
     qemuIo(parent, 'vmdk', 'write -P 0x01 0 512');
     await assert.rejects(openImage([child]), (err: Error) => /CID/.test(err.message) && /parent/.test(err.message));
+  } finally {
+    cleanup();
+  }
+});
+
+test('vmdk: zeroed-grain GTEs (GTE 1) read as zeros and hide the parent', async () => {
+  const { dir, cleanup } = tempDir('vmdk-zg');
+  try {
+    const { path } = makeContent(dir, 4 * MiB);
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', path, join(dir, 'parent.vmdk'));
+    run('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'zeroed_grain=on', '-b', 'parent.vmdk', '-F', 'vmdk', 'child.vmdk'], { cwd: dir });
+    const child = join(dir, 'child.vmdk');
+    qemuIo(child, 'vmdk', 'write -z 0 65536', 'write -z 983040 131072', 'write -P 0x33 200000 1000');
+    const oracle = qemuRaw(child, dir);
+    assert.ok(oracle.subarray(0, 65536).every((x) => x === 0), 'qemu: zero grain hides the parent');
+    const img = await openImage([child]);
+    try {
+      await checkReads(img, oracle, 'zeroed grains');
+      const map = await img.extents(0, img.size);
+      assert.deepEqual(map[0], { offset: 0, length: 65536, kind: 'zero', depth: 0 });
+      assert.ok(map.some((e) => e.offset === 983040 && e.length === 131072 && e.kind === 'zero' && e.depth === 0));
+    } finally {
+      await img.close();
+    }
   } finally {
     cleanup();
   }
