@@ -111,7 +111,7 @@ function directoryInput(name: string, forced: FormatDriver | undefined): { drive
     const entry = d.directoryEntry?.(name);
     if (entry) return { driver: d, entry };
   }
-  throw new UnknownFormatError(`${name} is a directory that no format driver opens`, { file: name });
+  throw new UnknownFormatError('is a directory, and no format driver opens it', { file: name });
 }
 
 function makeContext(source: ByteSource, names: string[], writable: boolean, options: Record<string, string>, policy: OpenPolicy): OpenContext {

@@ -244,6 +244,13 @@ test('aff: a missing page is an error, zeros only with missing=zero; size withou
       assert.ok(ext.some((e) => e.kind === 'zero' && e.offset <= pg * PAGE && e.offset + e.length >= (pg + 1) * PAGE), JSON.stringify(ext));
       await z.close();
     }
+    // missing=badflag fills a missing page with the image's badflag sector, as AFFLIB's AF_BADBLOCK_FILL.
+    const flag = parseAff(orig).find((s) => s.name === 'badflag')!.data;
+    const bf = await openImage([join(f.dir, 'gap3.aff')], { options: { missing: 'badflag' } });
+    const got = new Uint8Array(PAGE);
+    await bf.read(got, 3 * PAGE);
+    for (let o = 0; o < PAGE; o += 512) assert.deepEqual(got.subarray(o, o + 512), Uint8Array.from(flag), `sector ${o / 512}`);
+    await bf.close();
     await assert.rejects(openImage([join(f.dir, 'src.aff')], { options: { missing: 'maybe' } }), /missing=maybe/);
 
     // Without imagesize, the size comes from the last page (AFFLIB's rule).
