@@ -92,7 +92,9 @@ export async function decompressPage(
 ): Promise<Uint8Array> {
   if (kind === 'zlib') {
     try {
-      return await inflateAsync(data, pagesize);
+      const out = await inflateAsync(data, pagesize);
+      // A short page may sit in a page-sized output chunk: do not keep the whole chunk cached.
+      return out.buffer.byteLength > 2 * out.length + 65536 ? Uint8Array.prototype.slice.call(out) : out;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       const why = e.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the page size ${pagesize}` : `zlib error: ${e.message}`;
