@@ -192,8 +192,13 @@ test('aff: .afd directory, opened by its name or through a member file', async (
     assert.equal(sha256(await readAll(img, 1 << 20)), sha256(f.raw));
     assert.equal(img.info()['format-specific']!.data.files, 3);
     await img.close();
+    const alone = await openImage([join(f.dir, 'img.afd', 'file_001.aff')], { options: { afd: 'off' } });
+    assert.equal(alone.info()['format-specific']!.data['file-type'], 'AFF');
+    assert.equal(alone.info()['format-specific']!.data.files, 1);
+    await assert.rejects(alone.read(new Uint8Array(1), 0), /page 0 missing/);
+    await alone.close();
     // A forced format works on the directory too, and the CLI shows it.
-    (await openImage([join(f.dir, 'img.afd')], { format: 'afd' })).close();
+    await (await openImage([join(f.dir, 'img.afd')], { format: 'afd' })).close();
     const r = anydisk(['info', '--output=json', join(f.dir, 'img.afd')]);
     assert.equal(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout);

@@ -109,7 +109,7 @@ export class AffImage extends BaseDisk implements FormatImage {
     const src = this.p.sources[ref.file]!;
     switch (ref.kind) {
       case 'zero': {
-        const n = zeroPageSize(ref.inline ?? new Uint8Array(0), this.p.pagesize, where, src.name, ref.offset);
+        const n = zeroPageSize(ref.inline, ref.length, this.p.pagesize, where, src.name, ref.offset);
         this.copyDecoded(pg, n, inPage, out, undefined);
         return;
       }
@@ -168,7 +168,7 @@ export class AffImage extends BaseDisk implements FormatImage {
     const where = `page ${pg}`;
     switch (ref.kind) {
       case 'zero':
-        return zeroPageSize(ref.inline ?? new Uint8Array(0), this.p.pagesize, where, src.name, ref.offset);
+        return zeroPageSize(ref.inline, ref.length, this.p.pagesize, where, src.name, ref.offset);
       case 'raw':
         return Math.min(ref.length, this.p.pagesize);
       case 'zlib':

@@ -62,9 +62,9 @@ export function lzmaDeclaredSize(data: Uint8Array, pagesize: number, where: stri
 }
 
 /** Size of a zero page, checked against the page size. */
-export function zeroPageSize(data: Uint8Array, pagesize: number, where: string, file: string, offset: number): number {
-  if (data.length !== 4) {
-    throw new CorruptImageError(FORMAT, `${where}: zero page holds ${data.length} bytes, expected a 4-byte count`, { file, offset });
+export function zeroPageSize(data: Uint8Array | undefined, stored: number, pagesize: number, where: string, file: string, offset: number): number {
+  if (!data || stored !== 4 || data.length !== 4) {
+    throw new CorruptImageError(FORMAT, `${where}: zero page holds ${stored} bytes, expected a 4-byte count`, { file, offset });
   }
   const n = new DataView(data.buffer, data.byteOffset, 4).getUint32(0);
   if (n > pagesize) {
