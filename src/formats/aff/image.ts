@@ -45,6 +45,8 @@ export interface AffParts {
 }
 
 const DEFAULT_CACHE = 64 * 1024 * 1024;
+/** Pages decoded ahead of a sequential reader (two keep both cores of a small machine busy). */
+const PREFETCH_PAGES = 2;
 
 export class AffImage extends BaseDisk implements FormatImage {
   readonly format = FORMAT;
@@ -94,7 +96,7 @@ export class AffImage extends BaseDisk implements FormatImage {
       await Promise.all(jobs);
     }
     // Sequential reading: decode the next page while the caller consumes this one.
-    if (first === this.lastPage || first === this.lastPage + 1) this.prefetch(last + 1);
+    if (first === this.lastPage || first === this.lastPage + 1) for (let k = 1; k <= PREFETCH_PAGES; k++) this.prefetch(last + k);
     this.lastPage = last;
   }
 
