@@ -11,7 +11,8 @@ import type { Command } from '@commander-js/extra-typings';
 import { baseNameOf } from '../../formats/registry.js';
 import { openInput, type InputSpec, type WriteMode } from '../input.js';
 import { findView, VIEWS } from '../../views/index.js';
-import { mountFiles, TextFile } from '../fuse/filesystem.js';
+import { mountFiles } from '../fuse/filesystem.js';
+import { infoText, textFile } from '../../views/memory-file.js';
 import { removeRecord, writeRecord } from '../fuse/state.js';
 import { formatInfoText } from './info.js';
 import { collect, parseKeyValues, parseSize, reportError, UsageError } from './common.js';
@@ -34,17 +35,16 @@ async function serveForeground(a: MountArgs, onReady: () => void): Promise<void>
   try {
     const baseName = baseNameOf(spec.images[0]!);
     const files = view.build(disk, { baseName, identity });
-    const infoText =
-      `anydisk ${a.outFormat} view of ${spec.images.join(' ')}\n` +
+    const info =
+      infoText(`anydisk ${a.outFormat} view of ${spec.images.join(' ')}`, files) +
       `write mode: ${describe}\n` +
       (spec.morph ? `morphing: ${spec.morph}\n` : '') +
       (spec.offset !== undefined ? `offset: ${spec.offset}\n` : '') +
       (spec.sizelimit !== undefined ? `size limit: ${spec.sizelimit}\n` : '') +
       (spec.partition !== undefined ? `partition: ${spec.partition}\n` : '') +
-      `disk size: ${disk.size} bytes\n` +
-      `files: ${files.map((f) => `${f.name} (${f.size} bytes)`).join(', ')}\n\n` +
+      `disk size: ${disk.size} bytes\n\n` +
       infos.map((i) => formatInfoText(i)).join('\n');
-    files.push(new TextFile(`${baseName}.info`, infoText));
+    files.push(textFile(`${baseName}.info`, info));
     mounted = await mountFiles(a.mountpoint, files, {
       allowOther: a.allowOther,
       kernelCache: disk.readOnly,

@@ -35,28 +35,6 @@ export interface MountedFs {
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 
-/** The text file NAME.info: read-only bytes. */
-export class TextFile implements ViewFile {
-  readonly readOnly = true;
-  private readonly data: Uint8Array;
-  constructor(
-    readonly name: string,
-    text: string,
-  ) {
-    this.data = Buffer.from(text, 'utf8');
-  }
-  get size(): number {
-    return this.data.length;
-  }
-  async read(dst: Uint8Array, offset: number): Promise<void> {
-    dst.set(this.data.subarray(offset, offset + dst.length));
-  }
-  async write(): Promise<void> {
-    throw Object.assign(new Error('read-only'), { code: 'EROFS' });
-  }
-  async flush(): Promise<void> {}
-}
-
 export async function mountFiles(mountpoint: string, files: ViewFile[], opts: MountOptions = {}): Promise<MountedFs> {
   const Fuse = loadFuse();
   const byPath = new Map(files.map((f) => [`/${f.name}`, f]));
@@ -79,6 +57,18 @@ export async function mountFiles(mountpoint: string, files: ViewFile[], opts: Mo
     mtime: now,
     ctime: now,
   });
+
+  // Image data files have a fixed size (a truncate to it is harmless); growable files resize.
+  const resize = (path: string, size: number, cb: (err: number) => void) => {
+    const f = byPath.get(path);
+    if (!f) return cb(Fuse.ENOENT);
+    if (size === f.size) return cb(0);
+    if (f.readOnly || !f.truncate) return cb(Fuse.EPERM);
+    f.truncate(size).then(
+      () => cb(0),
+      (err) => cb(-errnoOf(err)),
+    );
+  };
 
   const ops: FuseOps = {
     getattr(path, cb) {
@@ -118,8 +108,10 @@ export async function mountFiles(mountpoint: string, files: ViewFile[], opts: Mo
       const f = byPath.get(path);
       if (!f) return cb(Fuse.ENOENT);
       if (f.readOnly) return cb(Fuse.EROFS);
-      if (pos >= f.size) return cb(Fuse.ENOSPC);
-      const n = Math.min(len, f.size - pos);
+      // Growable files (a VMDK descriptor rewritten by the hypervisor) take writes past their end.
+      const growable = typeof f.truncate === 'function';
+      if (!growable && pos >= f.size) return cb(Fuse.ENOSPC);
+      const n = growable ? len : Math.min(len, f.size - pos);
       // The buffer belongs to the binding only until we answer: writers copy what they keep.
       f.write(buf.subarray(0, n), pos).then(
         () => cb(n),
@@ -147,15 +139,10 @@ export async function mountFiles(mountpoint: string, files: ViewFile[], opts: Mo
       );
     },
     truncate(path, size, cb) {
-      const f = byPath.get(path);
-      if (!f) return cb(Fuse.ENOENT);
-      // Emulators open with O_TRUNC never; a truncate to the current size is harmless.
-      cb(size === f.size ? 0 : Fuse.EPERM);
+      resize(path, size, cb);
     },
     ftruncate(path, _fd, size, cb) {
-      const f = byPath.get(path);
-      if (!f) return cb(Fuse.ENOENT);
-      cb(size === f.size ? 0 : Fuse.EPERM);
+      resize(path, size, cb);
     },
     utimens(_path, _a, _m, cb) {
       cb(0);
