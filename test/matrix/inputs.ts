@@ -2,7 +2,7 @@
 // independent tools, and the reference raw bytes (qemu-img convert -O raw, or the source data).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { patternBytes, qemuImg, qemuIo } from '../harness/tools.js';
+import { patternBytes, qemuImg, qemuIo, run } from '../harness/tools.js';
 
 export interface MatrixInput {
   /** Case name, e.g. qcow2-zstd. */
@@ -34,6 +34,18 @@ export const MAKERS: Record<string, InputMaker> = {
     return [
       { name: 'raw', format: 'raw', files: [ref], reference: ref },
       { name: 'raw-odd-size', format: 'raw', files: [odd], reference: odd },
+    ];
+  },
+  aff(dir) {
+    const ref = baseRaw(dir);
+    const conv = (...args: string[]) => run('affconvert', ['-q', '-s64k', ...args], { cwd: dir });
+    conv('base.raw');
+    conv('-M2m', '-o', 'base.afd', 'base.raw');
+    conv('-M1m', '-aafm', 'base.raw');
+    return [
+      { name: 'aff-zlib', format: 'aff', files: [join(dir, 'base.aff')], reference: ref },
+      { name: 'aff-afd', format: 'aff', files: [join(dir, 'base.afd')], reference: ref },
+      { name: 'aff-afm', format: 'aff', files: [join(dir, 'base.afm')], reference: ref },
     ];
   },
 };
