@@ -9,7 +9,7 @@
 import { resolve as resolvePath } from 'node:path';
 import { BaseDisk, checkRange, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
-import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
+import { CorruptImageError, ReadOnlyError } from '../../core/errors.js';
 import { isUrl } from '../../sources/locate.js';
 import { readBytes, readExact, type ByteSource } from '../../sources/source.js';
 import type { BackingRef, FormatDriver, FormatImage, ImageInfo, OpenContext, ProbeInput } from '../types.js';
@@ -219,7 +219,7 @@ async function parentRef(ctx: OpenContext, h: VdiHeader): Promise<BackingRef> {
 async function openVdi(ctx: OpenContext): Promise<VdiImage> {
   const src = ctx.source;
   const file = src.name;
-  if (ctx.writable) throw new UnsupportedFeatureError(FORMAT, 'opening for writing (vdi is read-only; use an overlay)', { file });
+  if (ctx.writable) throw new ReadOnlyError('VDI images are read-only (keep writes in an overlay: --cache FILE)', { file });
   if (src.size < 72) throw new CorruptImageError(FORMAT, 'file too small for a VDI header', { file });
   const head = await readBytes(src, 0, Math.min(HEADER_READ_SIZE, src.size), FORMAT, 'header');
   const h = parseVdiHeader(head, file);

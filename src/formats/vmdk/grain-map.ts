@@ -87,7 +87,6 @@ export class GrainMap {
   }
 
   private static async loadDirectory(p: GrainMapParams, offset: number, count: number, what: string): Promise<Directory> {
-    const file = p.source.name;
     const entrySize = p.kind === 'sesparse' ? 8 : 4;
     const bytes = count * entrySize;
     if (offset <= 0 || offset + bytes > p.source.size) {

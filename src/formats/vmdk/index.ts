@@ -281,7 +281,7 @@ async function openFromDescriptor(ctx: OpenContext, desc: Descriptor, opened: By
 async function openVmdk(ctx: OpenContext): Promise<VmdkImage> {
   const src = ctx.source;
   const file = src.name;
-  if (ctx.writable) throw new UnsupportedFeatureError(FORMAT, 'opening for writing (vmdk is read-only; use an overlay)', { file });
+  if (ctx.writable) throw new ReadOnlyError('VMDK images are read-only (keep writes in an overlay: --cache FILE)', { file });
   if (src.size < 4) throw new CorruptImageError(FORMAT, 'file too small to be a VMDK', { file });
   const head = await readBytes(src, 0, Math.min(SECTOR, src.size), FORMAT, 'header');
   const magic = u32le(head);
