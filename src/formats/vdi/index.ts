@@ -44,9 +44,7 @@ export class VdiImage extends BaseDisk implements FormatImage {
     backingRef: BackingRef | undefined,
   ) {
     super();
-    // qemu rounds a size that is not a multiple of 512 up (VBoxManage convertfromraw makes those).
-    const rounded = Math.ceil(header.cbDisk / 512) * 512;
-    this.size = rounded <= header.cBlocks * header.cbBlock ? rounded : header.cbDisk;
+    this.size = diskSize(header);
     this.stride = header.cbBlock + header.cbBlockExtra;
     this.backingRef = backingRef;
   }
@@ -169,6 +167,12 @@ export class VdiImage extends BaseDisk implements FormatImage {
   }
 }
 
+/** qemu rounds a size that is not a multiple of 512 up (VBoxManage convertfromraw makes those). */
+function diskSize(h: VdiHeader): number {
+  const rounded = Math.ceil(h.cbDisk / 512) * 512;
+  return rounded <= h.cBlocks * h.cbBlock ? rounded : h.cbDisk;
+}
+
 /** Read the block map and check every allocated entry against cBlocks and the file size. */
 async function readBlockMap(src: ByteSource, h: VdiHeader): Promise<Uint32Array> {
   const file = src.name;
@@ -176,11 +180,12 @@ async function readBlockMap(src: ByteSource, h: VdiHeader): Promise<Uint32Array>
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const blocks = new Uint32Array(h.cBlocks);
   const stride = h.cbBlock + h.cbBlockExtra;
+  const size = diskSize(h);
   for (let i = 0; i < h.cBlocks; i++) {
     const e = view.getUint32(i * 4, true);
     blocks[i] = e;
     if (e >= BLOCK_ZERO) continue;
-    const inDisk = Math.min(h.cbBlock, h.cbDisk - i * h.cbBlock);
+    const inDisk = Math.min(h.cbBlock, size - i * h.cbBlock);
     if (inDisk <= 0) continue; // a block past the disk end is never read
     if (e >= h.cBlocks) {
       throw new CorruptImageError(FORMAT, `block map entry ${i} names data block ${e}, beyond the ${h.cBlocks} blocks of the image`, {
