@@ -2,8 +2,10 @@
 import type { FormatDriver } from './types.js';
 import { rawDriver } from './raw/index.js';
 import { affDriver } from './aff/index.js';
+import { qcow2Driver } from './qcow2/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
   affDriver,
+  qcow2Driver,
 ];
