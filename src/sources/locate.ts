@@ -61,18 +61,6 @@ export function checkReference(fromImage: string, ref: string, resolved: string,
   if (isUrl(fromImage)) {
     throw new PolicyError(`remote image refers to local file ${ref}`, { file: fromImage });
   }
-  // Check the path as written and the file it really is (a symlink must not lead around the rule).
-  let real = resolved;
-  try {
-    real = realpathSync(resolved);
-  } catch {
-    // does not exist (yet): the caller reports that
-  }
-  for (const p of new Set([resolved, real])) {
-    if (FORBIDDEN_PREFIXES.some((f) => p.startsWith(f))) {
-      throw new PolicyError(`reference to system file ${p} refused`, { file: fromImage });
-    }
-  }
   if (!policy.allowDevices) {
     try {
       const st = statSync(resolved);
@@ -81,6 +69,18 @@ export function checkReference(fromImage: string, ref: string, resolved: string,
       }
     } catch (err) {
       if (err instanceof PolicyError) throw err;
+    }
+  }
+  // Check the path as written and the file it really is (a symlink must not lead around the rule).
+  let real = resolved;
+  try {
+    real = realpathSync(resolved);
+  } catch {
+    // does not exist (yet): the caller reports that
+  }
+  for (const p of new Set([resolved, real])) {
+    if (FORBIDDEN_PREFIXES.some((f) => p.startsWith(f) && !(f === '/dev/' && policy.allowDevices))) {
+      throw new PolicyError(`reference to system file ${p} refused`, { file: fromImage });
     }
   }
 }
