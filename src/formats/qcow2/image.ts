@@ -27,6 +27,7 @@ import { InFlight } from './locks.js';
 import { makeGeometry, mapRange, type Geometry, type MapContext, type Seg } from './mapping.js';
 import { readSnapshots, snapshotInfo, type Qcow2Snapshot } from './snapshots.js';
 import { Qcow2Writer } from './writer.js';
+import { writeCompressedClusters } from './compressed-writer.js';
 
 /** Memory for cached L2 tables (per image). */
 const L2_CACHE_BYTES = 32 * 1024 * 1024;
@@ -57,7 +58,7 @@ export class Qcow2Image implements FormatImage {
   readonly l2Cache: TableCache;
   readonly inflight = new InFlight();
   backing?: Disk;
-  writer?: Qcow2WriterHooks;
+  writer?: Qcow2Writer;
   private closed = false;
   private readonly decompressed = new Map<string, Promise<Uint8Array>>();
   private readonly mapCtx: MapContext;
@@ -339,6 +340,15 @@ export class Qcow2Image implements FormatImage {
 
   async flush(): Promise<void> {
     if (this.writer) await this.writer.flush();
+  }
+
+  /**
+   * Store whole clusters compressed (cluster-aligned; the disk's last partial cluster may be
+   * short). For convert -c; clusters that do not shrink are written plainly.
+   */
+  async writeCompressed(src: Uint8Array, offset: number): Promise<void> {
+    if (!this.writer) throw new ReadOnlyError('qcow2 image opened read-only', { file: this.filename });
+    return writeCompressedClusters(this.writer, this, src, offset);
   }
 
   /** Drop every cluster of this layer so that the backing file shows through (commit). */

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemorySource } from '../../sources/memory.js';
-import { qemuImg, qemuIo, patternBytes, tempDir } from '../../../test/harness/tools.js';
+import { patternBytes, qemuImg, qemuIo, tempDir } from '../../../test/harness/tools.js';
 import { checkQcow2 } from './check.js';
 import { createQcow2 } from './create.js';
 import { Qcow2Image } from './image.js';
@@ -48,13 +48,18 @@ async function corruptionsOf(bytes: Uint8Array): Promise<string[]> {
   }
 }
 
-async function simulate(initial: Uint8Array, work: (img: Qcow2Image) => Promise<void>): Promise<number> {
+async function simulate(initial: Uint8Array, work: (img: Qcow2Image) => Promise<void>): Promise<{ states: number; compressed: number }> {
   const src = new RecordingSource(initial.slice(), 'recorded.qcow2', true);
   const img = await Qcow2Image.open(contextFor(src, true));
   await work(img);
   await img.close();
   const log = src.log;
-  assert.deepEqual(await corruptionsOf(apply(initial, log)), [], 'final state');
+  const finalBytes = apply(initial, log);
+  assert.deepEqual(await corruptionsOf(finalBytes), [], 'final state');
+  const fin = await Qcow2Image.open(contextFor(new MemorySource(finalBytes, 'final.qcow2', false)));
+  const finalCheck = await checkQcow2(fin);
+  await fin.close();
+  assert.equal(finalCheck.leaks, 0, 'no leaks after a clean close');
   let states = 0;
   let lastSync = -1;
   for (let k = 0; k < log.length; k++) {
@@ -70,7 +75,7 @@ async function simulate(initial: Uint8Array, work: (img: Qcow2Image) => Promise<
     assert.deepEqual(bad2, [], `crash after write ${k} (only synced writes and write ${k} kept)`);
     states += 2;
   }
-  return states;
+  return { states, compressed: finalCheck.compressedClusters };
 }
 
 test('qcow2 power loss: every prefix and every reordered unsynced write leaves no corruption', async () => {
@@ -79,7 +84,7 @@ test('qcow2 power loss: every prefix and every reordered unsynced write leaves n
     // 512-byte clusters and 64-bit refcounts: new refcount blocks and a refcount table move early.
     const p = join(dir, 'pl.qcow2');
     await createQcow2(p, { size: 1 << 20, clusterSize: 512, refcountBits: 64 });
-    const states = await simulate(new Uint8Array(readFileSync(p)), async (img) => {
+    const { states } = await simulate(new Uint8Array(readFileSync(p)), async (img) => {
       const jobs: Promise<void>[] = [];
       for (let i = 0; i < 40; i++) jobs.push(img.write(patternBytes(700, i + 1), i * 9000 + (i % 5)));
       await Promise.all(jobs);
@@ -103,13 +108,20 @@ test('qcow2 power loss: shared clusters (snapshot) and compressed clusters being
     qemuImg('create', '-f', 'qcow2', '-o', 'cluster_size=4096', p, '1M');
     qemuIo(p, 'qcow2', 'write -P 1 0 256k', 'write -c -P 2 512k 64k');
     qemuImg('snapshot', '-c', 'one', p);
-    await simulate(new Uint8Array(readFileSync(p)), async (img) => {
+    const { compressed } = await simulate(new Uint8Array(readFileSync(p)), async (img) => {
       await img.write(patternBytes(5000, 1), 1000); // copies the shared L2 table and clusters
       await img.write(patternBytes(10, 2), 520 * 1024); // replaces a compressed cluster
       await img.flush();
       await img.discard(128 * 1024, 64 * 1024);
       await img.write(patternBytes(100_000, 3), 700_000);
+      // Compressed streams packed into shared host clusters, then partly replaced.
+      const text = new Uint8Array(40 * 4096).map((_, i) => (i % 97 < 60 ? 65 + (i % 7) : 0));
+      await img.writeCompressed(text, 800 * 1024);
+      await img.flush();
+      await img.writeCompressed(text.subarray(0, 8192), 800 * 1024);
+      await img.write(patternBytes(100, 4), 810 * 1024);
     });
+    assert.ok(compressed > 30, `compressed clusters at the end: ${compressed}`);
   } finally {
     cleanup();
   }

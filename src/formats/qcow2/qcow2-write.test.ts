@@ -296,3 +296,43 @@ test('qcow2 write: read-only open refuses writes', async () => {
     cleanup();
   }
 });
+
+for (const type of ['zlib', 'zstd'] as const) {
+  test(`qcow2 write: compressed clusters written by anydisk (${type}), overwritten and discarded`, async () => {
+    const { dir, cleanup } = tempDir('q2wz');
+    try {
+      const p = join(dir, 'z.qcow2');
+      const size = 3 * MiB + 4096; // a short last cluster
+      await createQcow2(p, { size, compressionType: type });
+      const img = (await openImage([p], { writable: true })) as import('./image.js').Qcow2Image;
+      const expect = new Uint8Array(size);
+      const content = patternBytes(size, 4);
+      for (let off = 0; off < size; off += 64 * KiB) {
+        const k = off / (64 * KiB);
+        if (k % 3 === 0) content.fill(k & 0xff, off, Math.min(size, off + 64 * KiB)); // compresses well
+        else if (k % 3 === 1) for (let i = off; i < Math.min(size, off + 64 * KiB); i += 2) content[i] = 0; // half
+      }
+      expect.set(content);
+      await img.writeCompressed(content.subarray(0, 2 * MiB), 0);
+      await img.writeCompressed(content.subarray(2 * MiB), 2 * MiB);
+      await assert.rejects(img.writeCompressed(new Uint8Array(100), 5), /whole clusters/);
+      const s = new Session(img, expect, new Uint8Array(size));
+      await s.write(1000, 10); // into a compressed cluster
+      await s.discard(128 * KiB, 64 * KiB);
+      await s.zero(256 * KiB, 64 * KiB);
+      const again = patternBytes(64 * KiB, 99).fill(5, 0, 60 * KiB);
+      await img.writeCompressed(again, 512 * KiB); // compressed over compressed
+      s.expect.set(again, 512 * KiB);
+      await img.close();
+      assertQemuCheckClean(p);
+      assertQemuCompare(dir, p, s.expect);
+      const check = JSON.parse(run('qemu-img', ['check', '--output=json', p])) as Record<string, number>;
+      assert.ok(check['compressed-clusters']! > 10, `compressed clusters: ${check['compressed-clusters']}`);
+      const ro = await openImage([p]);
+      assertSameBytes(await readAll(ro), s.expect, 'read back');
+      await ro.close();
+    } finally {
+      cleanup();
+    }
+  });
+}

@@ -33,8 +33,10 @@ const ALL = 0xffffffff;
 type FreeRange = [offset: number, bytes: number];
 
 export class Qcow2Writer implements Qcow2WriterHooks {
-  private readonly meta = new Mutex();
-  private readonly locks = new KeyedLocks();
+  /** The metadata lock (internal: also used by compressed-writer.ts). */
+  readonly meta = new Mutex();
+  /** Per guest cluster locks (internal). */
+  readonly locks = new KeyedLocks();
   private readonly cs: number;
   private pendingFrees: FreeRange[] = [];
   private pendingFreeClusters = 0;
@@ -44,6 +46,8 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   private unsynced = false;
   private dataUnsynced = false;
   private closed = false;
+  /** Where the next compressed stream may go: a host cluster partly filled by earlier ones (internal). */
+  compressedTail?: { cluster: number; used: number };
   private readonly v3: boolean;
   private readonly rawData: boolean;
 
@@ -116,7 +120,8 @@ export class Qcow2Writer implements Qcow2WriterHooks {
     await this.maybeAutoFlush();
   }
 
-  private async writeData(host: number, data: Uint8Array): Promise<void> {
+  /** Write guest data at a host offset and note it for the next barrier (internal). */
+  async writeData(host: number, data: Uint8Array): Promise<void> {
     await this.img.dataSource.write(data, host);
     if (this.img.dataSource === this.img.source) this.unsynced = true;
     else this.dataUnsynced = true;
@@ -357,7 +362,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   // ------------------------------------------------------------------ metadata (under this.meta)
 
   /** The L2 entry of guest cluster c as it is now (no table is created). */
-  private async entryOf(c: number): Promise<{ entry: L2Entry; l2: number }> {
+  async entryOf(c: number): Promise<{ entry: L2Entry; l2: number }> {
     const geo = this.img.geo;
     const l1i = Math.floor(c / geo.l2Entries);
     const { l2 } = l1Lookup(this.l1Ctx(), l1i);
@@ -371,7 +376,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   }
 
   /** The L2 table holding cluster c, ready for modification: created or copied when needed. */
-  private async l2ForUpdate(c: number): Promise<{ table: CachedTable; index: number }> {
+  async l2ForUpdate(c: number): Promise<{ table: CachedTable; index: number }> {
     if (!this.meta.locked) throw new Error('l2ForUpdate outside the metadata lock');
     const geo = this.img.geo;
     const cs = this.cs;
@@ -398,7 +403,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   }
 
   /** What an old L2 entry referenced loses a reference (later, see flush). */
-  private release(old: L2Entry): void {
+  release(old: L2Entry): void {
     const geo = this.img.geo;
     const type = entryType(geo, old);
     if (type === 'compressed') {
@@ -418,7 +423,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
 
   // ------------------------------------------------------------------ flush
 
-  private async maybeAutoFlush(): Promise<void> {
+  async maybeAutoFlush(): Promise<void> {
     const tables = this.img.l2Cache.dirtyCount() + this.refs.blocks.dirtyCount();
     if (tables * this.cs >= AUTO_FLUSH_BYTES || tables >= 4096 || this.pendingFreeClusters >= AUTO_FLUSH_FREES) await this.flush();
   }
@@ -483,6 +488,8 @@ export class Qcow2Writer implements Qcow2WriterHooks {
       this.pendingFrees = [];
       this.pendingFreeClusters = 0;
       await img.inflight.drain();
+      // A cluster holding compressed streams may reach refcount 0 below: stop appending to it.
+      this.compressedTail = undefined;
       for (const [off, bytes] of frees) {
         const first = Math.floor(off / this.cs);
         const last = Math.floor((off + bytes - 1) / this.cs);
@@ -504,13 +511,22 @@ export class Qcow2Writer implements Qcow2WriterHooks {
     this.closed = true;
   }
 
-  private checkOpen(): void {
+  checkOpen(): void {
     if (this.closed) throw new InvalidArgumentError('image is closed', { file: this.img.filename });
   }
 }
 
+/** One buffer for consecutive pieces: a view when they already lie back to back in memory. */
 function contiguous(parts: Uint8Array[]): Uint8Array {
   const n = parts.reduce((a, p) => a + p.length, 0);
+  const f = parts[0]!;
+  let adjacent = true;
+  for (let i = 1; i < parts.length && adjacent; i++) {
+    const p = parts[i]!;
+    const q = parts[i - 1]!;
+    adjacent = p.buffer === f.buffer && p.byteOffset === q.byteOffset + q.length;
+  }
+  if (adjacent) return new Uint8Array(f.buffer, f.byteOffset, n);
   const out = new Uint8Array(n);
   let o = 0;
   for (const p of parts) {
