@@ -9,7 +9,7 @@
 
 import { CorruptImageError, UnsupportedFeatureError } from '../../core/errors.js';
 import type { ByteSource } from '../../sources/source.js';
-import { FORMAT, HDR_INCOMPATIBLE, HDR_REFCOUNT_TABLE, INCOMPAT_DIRTY } from './header.js';
+import { AUTOCLEAR_BITMAPS, FORMAT, HDR_INCOMPATIBLE, HDR_REFCOUNT_TABLE, INCOMPAT_DIRTY } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { COPIED_HI, compressedRange, entryType, offsetOf, readL2, splitOffset, type L2Entry } from './mapping.js';
 import { getRefcount, setRefcount } from './refcount.js';
@@ -174,8 +174,10 @@ async function scan(img: Qcow2Image): Promise<Scan> {
     const blk = new DataView(raw.buffer);
     for (let k = 0; k < perBlock && i * perBlock + k < nClusters; k++) stored[i * perBlock + k] = getRefcount(blk, h.refcountOrder, k);
   }
-  // Bitmaps (their directory, tables and data clusters are refcounted too).
-  if (h.bitmaps && h.bitmaps.directorySize > 0 && h.bitmaps.directorySize <= 64 * 1024 * 1024) {
+  // Bitmaps (their directory, tables and data clusters are refcounted too). Like qemu, ignore
+  // them when the autoclear bit says a program without bitmap support wrote the image: their
+  // clusters then show up as leaks.
+  if (h.bitmaps && h.autoclear & AUTOCLEAR_BITMAPS && h.bitmaps.directorySize > 0 && h.bitmaps.directorySize <= 64 * 1024 * 1024) {
     const { directoryOffset: dOff, directorySize: dSize } = h.bitmaps;
     inc(dOff, dSize, 'bitmap directory');
     if (dOff + dSize <= src.size) {

@@ -237,9 +237,10 @@ export class Qcow2Image implements FormatImage {
     return p;
   }
 
-  /** Forget decompressed data of a compressed cluster that was freed. */
-  forgetCompressed(host: number, csize: number): void {
-    this.decompressed.delete(`${host}:${csize}`);
+  /** Forget decompressed data of a compressed cluster that was freed (or of all: host < 0). */
+  forgetCompressed(host: number, csize = 0): void {
+    if (host < 0) this.decompressed.clear();
+    else this.decompressed.delete(`${host}:${csize}`);
   }
 
   private async loadCompressed(host: number, csize: number): Promise<Uint8Array> {

@@ -87,6 +87,8 @@ export class Refcounts {
   /** Table entries changed in memory since the table was last written. */
   private tableDirty = new Set<number>();
   readonly blocks: TableCache;
+  /** Cluster indices of every refcount block (for the writer's overlap check). */
+  readonly blockSet = new Set<number>();
   /** First cluster index worth looking at for a free cluster. */
   private hint = 0;
   /** Every cluster index at or above this is free in memory. */
@@ -126,6 +128,7 @@ export class Refcounts {
       table.push(off);
     }
     const r = new Refcounts(io, table, tableOffset, tableClusters);
+    for (const o of table) if (o) r.blockSet.add(o / cs);
     let lastBlock = 0;
     for (const o of table) if (o) lastBlock = Math.max(lastBlock, o / cs + 1);
     r.highWater = Math.max(r.highWater, lastBlock, tableOffset / cs + tableClusters);
@@ -231,6 +234,7 @@ export class Refcounts {
 
   private setTable(ti: number, off: number): void {
     this.table[ti] = off;
+    this.blockSet.add(off / this.cs);
     this.tableDirty.add(ti);
   }
 
@@ -311,6 +315,7 @@ export class Refcounts {
     while (table.length < newLen) table.push(0);
     blocksNeeded.forEach((k, j) => {
       table[k] = (t + tc + j) * cs;
+      this.blockSet.add(t + tc + j);
       this.blocks.insertNew(table[k]!, new Uint8Array(cs));
     });
     const oldOffset = this.tableOffset;

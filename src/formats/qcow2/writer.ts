@@ -16,9 +16,9 @@
 // then the metadata lock only for the allocation and the L2 update; data I/O runs outside it.
 
 import { checkRange } from '../../core/disk.js';
-import { InvalidArgumentError } from '../../core/errors.js';
+import { CorruptImageError, InvalidArgumentError } from '../../core/errors.js';
 import type { CachedTable } from './cache.js';
-import { AUTOCLEAR_DATA_FILE_RAW, HDR_AUTOCLEAR, INCOMPAT_DATA_FILE } from './header.js';
+import { AUTOCLEAR_DATA_FILE_RAW, FORMAT, HDR_AUTOCLEAR, INCOMPAT_DATA_FILE } from './header.js';
 import type { Qcow2Image, Qcow2WriterHooks } from './image.js';
 import { KeyedLocks, Mutex } from './locks.js';
 import { COPIED_HI, compressedRange, entryType, l1Lookup, offsetOf, readL2, splitOffset, ZERO_LO, writeL2, type L2Entry } from './mapping.js';
@@ -39,6 +39,8 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   readonly locks = new KeyedLocks();
   private readonly cs: number;
   private pendingFrees: FreeRange[] = [];
+  /** Cluster indices of active L2 tables (for the overlap check). */
+  private readonly l2Set = new Set<number>();
   private pendingFreeClusters = 0;
   private l1DirtyFrom = Infinity;
   private l1DirtyTo = -1;
@@ -78,6 +80,10 @@ export class Qcow2Writer implements Qcow2WriterHooks {
       h.refcountTableClusters,
     );
     writer = new Qcow2Writer(img, refs);
+    for (let i = 0; i < h.l1Size; i++) {
+      const { l2 } = l1Lookup(writer.l1Ctx(), i);
+      if (l2) writer.l2Set.add(l2 / img.clusterSize);
+    }
     // Autoclear bits we do not maintain (bitmaps, unknown ones) must be cleared before writing.
     const keep = h.incompatible & INCOMPAT_DATA_FILE ? h.autoclear & AUTOCLEAR_DATA_FILE_RAW : 0n;
     if (h.version === 3 && h.autoclear !== keep) {
@@ -122,9 +128,39 @@ export class Qcow2Writer implements Qcow2WriterHooks {
 
   /** Write guest data at a host offset and note it for the next barrier (internal). */
   async writeData(host: number, data: Uint8Array): Promise<void> {
+    if (this.img.dataSource === this.img.source) this.overlapCheck(host, data.length);
     await this.img.dataSource.write(data, host);
     if (this.img.dataSource === this.img.source) this.unsynced = true;
     else this.dataUnsynced = true;
+  }
+
+  /**
+   * Refuse a data write that would land on metadata (the header, the L1 table, an active L2
+   * table, the refcount table or a refcount block, the snapshot table): only a corrupt image points
+   * guest data there. qemu's default overlap check covers the same structures.
+   */
+  private overlapCheck(host: number, len: number): void {
+    const cs = this.cs;
+    const h = this.img.header;
+    const hit = (what: string, at: number) =>
+      new CorruptImageError(FORMAT, `refusing to write guest data over the ${what} at ${at} (the image is corrupt; check it with qemu-img check)`, {
+        file: this.img.filename,
+        offset: at,
+      });
+    const first = Math.floor(host / cs);
+    const last = Math.floor((host + len - 1) / cs);
+    const ranges: Array<[string, number, number]> = [
+      ['header', 0, cs],
+      ['L1 table', h.l1TableOffset, h.l1Size * 8],
+      ['refcount table', this.refs.tableOffset, this.refs.tableClusters * cs],
+      ['snapshot table', h.snapshotsOffset, this.img.snapshotTableBytes],
+    ];
+    // Whole clusters: a table's cluster belongs to it even past the table's last byte.
+    for (const [what, off, n] of ranges) if (n > 0 && first * cs < Math.ceil((off + n) / cs) * cs && off < (last + 1) * cs) throw hit(what, off);
+    for (let c = first; c <= last; c++) {
+      if (this.l2Set.has(c)) throw hit('L2 table', c * cs);
+      if (this.refs.blockSet.has(c)) throw hit('refcount block', c * cs);
+    }
   }
 
   /** Writes that allocate, copy on write or fill subclusters, under the clusters' locks. */
@@ -371,7 +407,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
     return { entry: readL2(t, geo, c % geo.l2Entries), l2 };
   }
 
-  private l1Ctx() {
+  l1Ctx() {
     return { l1: this.img.l1View, l1Size: this.img.header.l1Size };
   }
 
@@ -389,6 +425,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
     const data = new Uint8Array(cs);
     if (old) data.set(old.data); // a table shared with a snapshot: copy it
     const table = this.img.l2Cache.insertNew(start * cs, data);
+    this.l2Set.add(start);
     this.setL1(l1i, start * cs);
     if (l2) this.queueFree(l2, cs);
     return { table, index };
@@ -488,8 +525,10 @@ export class Qcow2Writer implements Qcow2WriterHooks {
       this.pendingFrees = [];
       this.pendingFreeClusters = 0;
       await img.inflight.drain();
-      // A cluster holding compressed streams may reach refcount 0 below: stop appending to it.
+      // A cluster holding compressed streams may reach refcount 0 below: stop appending to it,
+      // and forget decompressed data that a late reader may have cached for a freed stream.
       this.compressedTail = undefined;
+      img.forgetCompressed(-1);
       for (const [off, bytes] of frees) {
         const first = Math.floor(off / this.cs);
         const last = Math.floor((off + bytes - 1) / this.cs);
@@ -497,7 +536,10 @@ export class Qcow2Writer implements Qcow2WriterHooks {
           // A refcount already at 0 was wrong before we came (a leak is better than a failure here).
           if ((await this.refs.get(c)) === 0) continue;
           await this.refs.change(c, 1, -1);
-          if ((await this.refs.get(c)) === 0) img.l2Cache.drop(c * this.cs);
+          if ((await this.refs.get(c)) === 0) {
+            img.l2Cache.drop(c * this.cs);
+            this.l2Set.delete(c);
+          }
         }
       }
       await this.refs.writeBlocks();
