@@ -2,8 +2,10 @@
 import type { FormatDriver } from './types.js';
 import { rawDriver } from './raw/index.js';
 import { vhdDriver } from './vhd/index.js';
+import { vhdxDriver } from './vhdx/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
   vhdDriver,
+  vhdxDriver,
 ];

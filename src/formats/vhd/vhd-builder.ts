@@ -3,6 +3,9 @@
 //   0 footer copy | 512 dynamic header | 1536 BAT | parent locator data | blocks | footer
 // Writes must be 512-byte aligned: a present sector is stored whole.
 
+import { NotFoundError } from '../../core/errors.js';
+import { MemorySource } from '../../sources/memory.js';
+import type { OpenContext } from '../types.js';
 import { vhdChecksum } from './footer.js';
 
 export interface VhdLocatorSpec {
@@ -147,4 +150,19 @@ export function buildVhd(o: VhdBuildOptions): Uint8Array {
   }
   fixChecksum(h);
   return out;
+}
+
+/** An open context over bytes in memory (no related files): for fuzzing drivers quickly. */
+export function memoryContext(b: Uint8Array, options: Record<string, string> = {}): OpenContext {
+  return {
+    source: new MemorySource(b, 'memory.img', false),
+    names: ['memory.img'],
+    writable: false,
+    options,
+    resolve: (ref) => ref,
+    openRelated: async (ref) => {
+      throw new NotFoundError(`no related file ${ref} in memory`);
+    },
+    relatedExists: async () => false,
+  };
 }
