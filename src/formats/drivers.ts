@@ -3,9 +3,11 @@ import type { FormatDriver } from './types.js';
 import { rawDriver } from './raw/index.js';
 import { vhdDriver } from './vhd/index.js';
 import { vhdxDriver } from './vhdx/index.js';
+import { dmgDriver } from './dmg/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
   vhdDriver,
   vhdxDriver,
+  dmgDriver,
 ];
