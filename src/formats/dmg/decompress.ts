@@ -9,7 +9,8 @@ import { promisify } from 'node:util';
 import Bzip2 from '@foxglove/wasm-bz2';
 import { lzma as lzmaAlone, xz } from '@napi-rs/lzma';
 import { adcDecompress } from './adc.js';
-import { CHUNK_ADC, CHUNK_BZIP2, CHUNK_LZMA, CHUNK_ZLIB } from './mish.js';
+import { lzfseDecompress } from './lzfse.js';
+import { CHUNK_ADC, CHUNK_BZIP2, CHUNK_LZFSE, CHUNK_LZMA, CHUNK_ZLIB } from './mish.js';
 
 const inflateAsync = promisify(inflate);
 
@@ -40,6 +41,8 @@ export async function decodeChunk(type: number, src: Uint8Array, size: number): 
       return adcDecompress(src, size);
     case CHUNK_LZMA:
       return decodeLzma(src, size);
+    case CHUNK_LZFSE:
+      return lzfseDecompress(src, size);
     default:
       return `chunk type 0x${type.toString(16)} cannot be decoded`;
   }

@@ -1,5 +1,5 @@
-// DMG/UDIF driver tests: the node-udif and dfvfs images (raw, zlib, bzip2, ADC chunks), block
-// tables from the XML plist and from a binary resource fork, LZMA chunks, the ADC fixture, and
+// DMG/UDIF driver tests: the node-udif and dfvfs images (raw, zlib, bzip2, ADC, LZFSE chunks), block
+// tables from the XML plist and from a binary resource fork, LZFSE and LZMA chunks, the ADC fixture, and
 // damaged or unsupported images refused with clear errors.
 //
 // About node-udif's "encrypted.dmg": it is a plain UDIF container (koly + zlib chunks, an HFS+
@@ -19,6 +19,7 @@ import type { FormatImage } from '../types.js';
 import { FOREIGN, patternBytes, tempDir } from '../../../test/harness/tools.js';
 import { memoryContext } from '../vhd/vhd-builder.js';
 import { adcDecompress } from './adc.js';
+import { lzfseDecompress } from './lzfse.js';
 import { buildDmg, koly, mishTable, resourceFork } from './dmg-builder.js';
 import { dmgDriver } from './index.js';
 import { CHUNK_ADC, CHUNK_BZIP2, CHUNK_IGNORE, CHUNK_LZFSE, CHUNK_LZMA, CHUNK_RAW, CHUNK_ZERO, CHUNK_ZLIB } from './mish.js';
@@ -41,8 +42,8 @@ async function lzmaKnownSize(data: Uint8Array): Promise<Uint8Array> {
   return out;
 }
 
-test('dmg: node-udif adc, bz2, zlib and raw images decode to the same disk', async () => {
-  for (const kind of ['adc', 'bz2', 'zlib', 'raw']) {
+test('dmg: node-udif adc, bz2, zlib, lzfse and raw images decode to the same disk', async () => {
+  for (const kind of ['adc', 'bz2', 'zlib', 'lzfse', 'raw']) {
     const img = await openImage([join(UDIF, `compression-${kind}.dmg`)]);
     assert.equal(img.format, 'dmg');
     assert.equal(img.size, 5 * 1024 * 1024);
@@ -86,16 +87,44 @@ test('dmg: other node-udif images and dfvfs hfsplus_zlib.dmg', async () => {
   await hfs.close();
 });
 
-test('dmg: LZFSE chunks and encrypted wrappers are refused clearly', async () => {
-  await assert.rejects(openImage([join(UDIF, 'compression-lzfse.dmg')]), (e: unknown) => e instanceof AnydiskError && e.code === 'UNSUPPORTED' && /LZFSE/.test(e.message));
+test('dmg: encrypted wrappers are refused clearly', async () => {
   const { dir, cleanup } = tempDir('dmg');
   try {
     const enc = new Uint8Array(8192);
     enc.set(Buffer.from('encrcdsa\x00\x00\x00\x02', 'latin1'));
     writeFileSync(join(dir, 'secret.dmg'), enc);
-    await assert.rejects(openImage([join(dir, 'secret.dmg')]), /unsupported feature: encrypted disk image/);
+    await assert.rejects(openImage([join(dir, 'secret.dmg')]), (e: unknown) => e instanceof AnydiskError && e.code === 'UNSUPPORTED' && /encrypted disk image/.test(e.message));
   } finally {
     cleanup();
+  }
+});
+
+test('dmg: LZFSE decoder (LZVN and FSE v2 blocks of the node-udif image), damage never crashes', async () => {
+  const file = new Uint8Array(readFileSync(join(UDIF, 'compression-lzfse.dmg')));
+  // The three LZFSE chunks of compression-lzfse.dmg: one LZVN block (the MBR), two bvx2 blocks.
+  const chunks = [[0, 470, 512], [470, 1198, 54 * 512], [1668, 1156, 54 * 512]] as const;
+  const decoded = chunks.map(([off, len, size]) => lzfseDecompress(file.subarray(off, off + len), size));
+  for (const d of decoded) assert.ok(d instanceof Uint8Array, String(d));
+  assert.equal(Buffer.from(file.subarray(0, 4)).toString('latin1'), 'bvxn');
+  assert.equal(Buffer.from(file.subarray(470, 474)).toString('latin1'), 'bvx2');
+  // Raw blocks, v1 blocks, bad magic, wrong sizes.
+  const raw = Buffer.concat([Buffer.from('bvx-'), Buffer.from([4, 0, 0, 0]), Buffer.from('abcd'), Buffer.from('bvx$')]);
+  assert.deepEqual(lzfseDecompress(raw, 4), new Uint8Array(Buffer.from('abcd')));
+  assert.match(String(lzfseDecompress(raw, 5)), /decoded to 4 bytes, expected 5/);
+  assert.match(String(lzfseDecompress(raw, 3)), /exceed 3 bytes/);
+  assert.match(String(lzfseDecompress(Buffer.from('bvx1\0\0\0\0'), 3)), /v1 blocks/);
+  assert.match(String(lzfseDecompress(Buffer.from('xxxx\0\0\0\0'), 3)), /unknown LZFSE block magic/);
+  // Random damage: a message or bytes, never an exception or a hang.
+  let seed = 5;
+  for (let i = 0; i < 400; i++) {
+    const [off, len, size] = chunks[i % 3]!;
+    const b = file.slice(off, off + len);
+    for (let k = 0; k < 2; k++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      b[(seed >>> 8) % b.length] = (seed >>> 20) & 0xff;
+    }
+    const r = lzfseDecompress(b, size);
+    assert.ok(typeof r === 'string' || r.length === size);
   }
 });
 
@@ -168,7 +197,6 @@ test('dmg: damaged trailers, tables and chunks give clear errors, never a crash 
     ['past EOF', buildDmg([{ type: CHUNK_BZIP2, sectors: 1, stored: z, offset: 1e9 }]), /lies past the end of the file/],
     ['raw past EOF', buildDmg([{ type: CHUNK_RAW, sectors: 100, stored: z }]), /raw chunk .* past the end/],
     ['unknown type', buildDmg([{ type: 0x80000042, sectors: 1, stored: z }]), /unsupported feature: chunk type 0x80000042/],
-    ['lzfse', buildDmg([{ type: CHUNK_LZFSE, sectors: 1, stored: z }]), /LZFSE/],
     ['past size', buildDmg([{ type: CHUNK_ZLIB, sectors: 16, stored: z }], { sectorCount: 8 }), /ends past the disk size/],
     ['bad mish', mutateXml(good, (x) => x.replace('bWlzaA', 'bWl6aA')), /no "mish" signature/],
     ['bad xml', mutateXml(good, (x) => x.replace('<key>blkx</key>', '<key>blkx</kex>')), /XML plist/],
@@ -179,6 +207,9 @@ test('dmg: damaged trailers, tables and chunks give clear errors, never a crash 
   for (const [name, bytes, re] of cases) {
     await assert.rejects(openMem(bytes), (e: unknown) => e instanceof AnydiskError && re.test(e.message), name);
   }
+  const notLzfse = await openMem(buildDmg([{ type: CHUNK_LZFSE, sectors: 1, stored: z }]));
+  await assert.rejects(notLzfse.read(new Uint8Array(512), 0), /lzfse chunk for guest offset 0 .* does not decode: lzfse: unknown LZFSE block magic/);
+  await notLzfse.close();
   // Overlapping chunks (two tables covering the same sectors).
   const t1 = mishTable([{ type: CHUNK_ZERO, sectors: 8, stored: new Uint8Array(0) }]).mish;
   const rf = resourceFork([t1, t1]);

@@ -2,8 +2,8 @@
 // types" (koly trailer, mish tables; note its entry-count offset of 104 is wrong, 200 is right),
 // qemu block/dmg.c (offset arithmetic, 64 MiB chunk bound), node-udif. Layout: koly.ts (trailer),
 // plist.ts + mish.ts (block tables from the XML plist or the binary resource fork),
-// decompress.ts + adc.ts (chunk codecs), image.ts (reads).
-// Refused clearly: encrypted images (encrcdsa / cdsaencr), segmented images, LZFSE chunks.
+// decompress.ts + adc.ts + lzfse.ts (chunk codecs), image.ts (reads).
+// Refused clearly: encrypted images (encrcdsa / cdsaencr), segmented images, unknown chunk types.
 
 import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes, type ByteSource } from '../../sources/source.js';
@@ -29,7 +29,7 @@ import { parsePlist } from './plist.js';
 /** qemu's bound on one chunk, compressed or not (DMG_LENGTHS_MAX). */
 export const MAX_CHUNK = 64 * 1024 * 1024;
 const MAX_TABLES_BYTES = 64 * 1024 * 1024;
-const COMPRESSED = [CHUNK_ADC, CHUNK_ZLIB, CHUNK_BZIP2, CHUNK_LZMA];
+const COMPRESSED = [CHUNK_ADC, CHUNK_ZLIB, CHUNK_BZIP2, CHUNK_LZMA, CHUNK_LZFSE];
 
 const startsWith = (b: Uint8Array, at: number, s: string) => b.length >= at + s.length && Buffer.from(b.subarray(at, at + s.length)).toString('latin1') === s;
 
@@ -43,7 +43,6 @@ function checkChunks(chunks: Chunk[], size: number, src: ByteSource): void {
     if (c.offset + c.length > size) throw new CorruptImageError('dmg', `${where} ends past the disk size ${size}`, { file });
     prevEnd = c.offset + c.length;
     if (c.type === CHUNK_ZERO || c.type === CHUNK_IGNORE) continue;
-    if (c.type === CHUNK_LZFSE) throw new UnsupportedFeatureError('dmg', `LZFSE-compressed chunks (type 0x80000007, ${where})`, { file });
     if (c.type === CHUNK_RAW) {
       if (c.fileOffset + c.length > src.size) throw new CorruptImageError('dmg', `raw ${where} lies past the end of the file`, { file, offset: c.fileOffset });
       continue;
@@ -105,7 +104,7 @@ export async function openDmg(ctx: OpenContext): Promise<DmgImage> {
 export const dmgDriver: FormatDriver = {
   name: 'dmg',
   aliases: ['udif'],
-  description: 'Apple UDIF disk image (.dmg): raw, zero, ADC, zlib, bzip2, LZMA chunks; read-only',
+  description: 'Apple UDIF disk image (.dmg): raw, zero, ADC, zlib, bzip2, LZFSE, LZMA chunks; read-only',
   probe(input: ProbeInput): number {
     if (startsWith(input.head, 0, 'encrcdsa')) return 100;
     if (input.tail.length >= 8 && startsWith(input.tail, input.tail.length - 8, 'cdsaencr')) return 90;
