@@ -42,7 +42,7 @@ export interface VhdxLayout {
   md: VhdxMetadata;
   regions: RegionEntry[];
   /** The BAT entries, raw (8 bytes each, little-endian). */
-  bat: Uint8Array;
+  bat: DataView;
   chunkRatio: number;
   dataBlocks: number;
   log?: { entries: number; sectors: number };
@@ -50,10 +50,9 @@ export interface VhdxLayout {
 }
 
 /** Decode BAT entry i: state and file offset in bytes (undefined when it cannot be represented). */
-export function batEntry(bat: Uint8Array, i: number): { state: number; offset: number | undefined } {
-  const dv = new DataView(bat.buffer, bat.byteOffset + i * 8, 8);
-  const lo = dv.getUint32(0, true);
-  const hi = dv.getUint32(4, true);
+export function batEntry(bat: DataView, i: number): { state: number; offset: number | undefined } {
+  const lo = bat.getUint32(i * 8, true);
+  const hi = bat.getUint32(i * 8 + 4, true);
   const mb = hi * 4096 + (lo >>> 20);
   return { state: lo & 7, offset: mb <= Number.MAX_SAFE_INTEGER / MiB ? mb * MiB : undefined };
 }

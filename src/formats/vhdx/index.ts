@@ -46,7 +46,8 @@ async function readBat(src: ByteSource, region: RegionEntry, md: VhdxMetadata) {
   if (total * 8 > region.length) {
     throw new CorruptImageError('vhdx', `BAT region (${region.length} bytes) is too small for ${total} entries`, { file, offset: region.fileOffset });
   }
-  const bat = await readBytes(src, region.fileOffset, total * 8, 'vhdx', 'BAT');
+  const raw = await readBytes(src, region.fileOffset, total * 8, 'vhdx', 'BAT');
+  const bat = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const where = (i: number) => ({ file, offset: region.fileOffset + i * 8 });
   for (let b = 0; b < dataBlocks; b++) {
     const i = b + Math.floor(b / chunkRatio);
