@@ -83,3 +83,33 @@ test('a 1 TiB sparse qcow2 mounts (as VDI) and answers info in under a second', 
     cleanup();
   }
 });
+
+test('a truncated or garbled qcow2 is refused in one line naming the file, and nothing is mounted', () => {
+  const { dir, cleanup } = tempDir('fuse-garbled');
+  try {
+    const good = join(dir, 'good.qcow2');
+    assert.equal(tryRun('qemu-img', ['create', '-q', '-f', 'qcow2', good, '64M']).status, 0);
+    const bytes = readFileSync(good);
+    const truncated = join(dir, 'truncated.qcow2');
+    writeFileSync(truncated, bytes.subarray(0, 80));
+    const garbled = join(dir, 'garbled.qcow2');
+    const g = Buffer.from(bytes);
+    g.writeBigUInt64BE(0x7fff_0000_0000n, 40); // L1 table offset far past the end
+    writeFileSync(garbled, g);
+    for (const bad of [truncated, garbled]) {
+      const mnt = join(dir, `mnt-${bad.endsWith('truncated.qcow2') ? 't' : 'g'}`);
+      mkdirSync(mnt);
+      for (const cmd of [['mount', bad, mnt], ['info', bad]]) {
+        const r = anydisk(cmd);
+        assert.notEqual(r.status, 0, `${cmd.join(' ')} should fail`);
+        const lines = r.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, r.stderr);
+        assert.ok(lines[0]!.includes(bad), `names the file: ${lines[0]}`);
+        assert.doesNotMatch(r.stderr, /\n\s+at /);
+      }
+      assert.equal(isMounted(mnt), false);
+    }
+  } finally {
+    cleanup();
+  }
+});
