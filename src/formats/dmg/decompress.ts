@@ -6,15 +6,16 @@
 
 import { inflate } from 'node:zlib';
 import { promisify } from 'node:util';
-import Bzip2 from '@foxglove/wasm-bz2';
-import { lzma as lzmaAlone, xz } from '@napi-rs/lzma';
+import type Bzip2 from '@foxglove/wasm-bz2';
 import { adcDecompress } from './adc.js';
 import { lzfseDecompress } from './lzfse.js';
 import { CHUNK_ADC, CHUNK_BZIP2, CHUNK_LZFSE, CHUNK_LZMA, CHUNK_ZLIB } from './mish.js';
 
 const inflateAsync = promisify(inflate);
 
+// The codec libraries load on first use: opening other formats never pays for them.
 let bzip2: Promise<Bzip2> | undefined;
+const lzmaLib = () => import('@napi-rs/lzma');
 
 /** Decode `src` (one chunk) into exactly `size` bytes, or return why it cannot be done. */
 export async function decodeChunk(type: number, src: Uint8Array, size: number): Promise<Uint8Array | string> {
@@ -29,7 +30,7 @@ export async function decodeChunk(type: number, src: Uint8Array, size: number): 
       return out.length === size ? new Uint8Array(out.buffer, out.byteOffset, out.length) : `zlib data decoded to ${out.length} bytes, expected ${size}`;
     }
     case CHUNK_BZIP2: {
-      bzip2 ??= Bzip2.init();
+      bzip2 ??= import('@foxglove/wasm-bz2').then((m) => m.default.init());
       try {
         const out = (await bzip2).decompress(src, size);
         return out.length === size ? out : `bzip2 data decoded to ${out.length} bytes, expected ${size}`;
@@ -90,13 +91,13 @@ async function decodeLzma(src: Uint8Array, size: number): Promise<Uint8Array | s
     if (isXz) {
       const declared = xzDeclaredSize(src);
       if (declared !== size) return `xz stream declares ${declared ?? 'an unreadable'} size, expected ${size}`;
-      const out = await xz.decompress(src);
+      const out = await (await lzmaLib()).xz.decompress(src);
       return out.length === size ? new Uint8Array(out.buffer, out.byteOffset, out.length) : `xz data decoded to ${out.length} bytes, expected ${size}`;
     }
     if (src.length >= 13 && src[0]! < 225) {
       const declared = new DataView(src.buffer, src.byteOffset, 13).getBigUint64(5, true);
       if (declared !== BigInt(size)) return `lzma stream declares ${declared === 0xffffffffffffffffn ? 'an unknown' : declared} size, expected ${size}`;
-      const out = await lzmaAlone.decompress(src);
+      const out = await (await lzmaLib()).lzma.decompress(src);
       return out.length === size ? new Uint8Array(out.buffer, out.byteOffset, out.length) : `lzma data decoded to ${out.length} bytes, expected ${size}`;
     }
   } catch (err) {
