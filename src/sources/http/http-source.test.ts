@@ -77,7 +77,7 @@ test('http: retries through resets, 500, 503, 429, short and partial bodies; nev
       // Random reads while faults keep coming: every byte right, or an error, never wrong bytes.
       const src2 = await HttpSource.open(srv.objectUrl, { ...FAST, deadlineMs: 10_000, cacheBytes: 256 * KB });
       let x = 12345;
-      const rnd = () => ((x = (x * 1103515245 + 12345) >>> 0) / 2 ** 32);
+      const rnd = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
       for (let i = 0; i < 60; i++) {
         if (i % 3 === 0) srv.faults.push((['reset', 'short', 'partial', 500, 503] as const)[i % 5]!);
         const off = Math.floor(rnd() * (data.length - 300_000));
