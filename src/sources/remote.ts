@@ -5,6 +5,7 @@ import { ReadOnlyError } from '../core/errors.js';
 import { HttpSource } from './http/http-source.js';
 import type { HttpOptions } from './http/options.js';
 import { registerScheme } from './locate.js';
+import { openS3 } from './s3/s3.js';
 
 let defaults: Partial<HttpOptions> = {};
 
@@ -24,4 +25,8 @@ export function registerRemoteSchemes(): void {
   };
   registerScheme('http', openHttp);
   registerScheme('https', openHttp);
+  registerScheme('s3', async (name, o) => {
+    if (o.writable) throw new ReadOnlyError('remote images are read-only (use an overlay to write)', { file: name });
+    return openS3(name, defaults);
+  });
 }
