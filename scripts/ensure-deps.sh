@@ -20,6 +20,7 @@ if [ "${1:-}" = "--test" ]; then
     "nbdinfo:libnbd-bin"
     "nbdkit:nbdkit"
     "fio:fio"
+    "sfdisk:fdisk"
   )
 fi
 
