@@ -9,13 +9,13 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PolicyError, RemoteError } from '../../src/core/errors.js';
-import { openImage } from '../../src/formats/registry.js';
+import { findDriver, openImage } from '../../src/formats/registry.js';
 import { HttpSource } from '../../src/sources/http/http-source.js';
 import type { HttpOptions } from '../../src/sources/http/options.js';
 import { checkReference, DEFAULT_POLICY, openLocation } from '../../src/sources/locate.js';
 import { registerRemoteSchemes } from '../../src/sources/remote.js';
 import { startNginx, type NginxServer } from '../harness/nginx.js';
-import { anydisk, patternBytes, ROOT, tempDir } from '../harness/tools.js';
+import { anydisk, patternBytes, qemuImg, qemuIo, ROOT, tempDir } from '../harness/tools.js';
 
 const KB = 1024;
 const MB = 1024 * 1024;
@@ -235,4 +235,34 @@ test('policy: a remote image may name backing files on its own origin only; loca
     () => checkReference(from, 'base', 'http://a.example:8080/dir/base', { ...DEFAULT_POLICY, allowRemote: 'none', remoteFromRemote: 'any' }),
     PolicyError,
   );
+});
+
+test('nginx: a qcow2 whose backing file is a relative name reads its base over HTTP; another origin is refused', async (t) => {
+  if (!findDriver('qcow2')) {
+    // The qcow2 driver lands separately; this runs as soon as it is registered.
+    t.skip('qcow2 driver not registered yet');
+    return;
+  }
+  const base = join(dir, 'base.qcow2');
+  const top = join(dir, 'top.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '4M');
+  qemuIo(base, 'qcow2', 'write -P 0x11 0 4M');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', top);
+  qemuIo(top, 'qcow2', 'write -P 0x22 65536 131072', 'write -P 0x33 3000000 5000');
+  const rawOut = join(dir, 'top.raw');
+  qemuImg('convert', '-O', 'raw', top, rawOut);
+  const want = readFileSync(rawOut);
+  const img = await openImage([`${nginx.url}/top.qcow2`]);
+  try {
+    assert.equal(img.format, 'qcow2');
+    const got = new Uint8Array(img.size);
+    await img.read(got, 0);
+    assert.ok(Buffer.from(got).equals(want), 'qcow2 over HTTP with an HTTP backing file differs from qemu-img convert');
+  } finally {
+    await img.close();
+  }
+  // The same image naming its base on another origin (localhost is not 127.0.0.1).
+  const foreign = join(dir, 'foreign.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', `http://localhost:${nginx.port}/base.qcow2`, '-F', 'qcow2', foreign, '4M');
+  await assert.rejects(openImage([`${nginx.url}/foreign.qcow2`]), (e: unknown) => e instanceof PolicyError && /origin/.test(e.message));
 });
