@@ -159,3 +159,66 @@ export async function startFaultServer(initial: Uint8Array, opts: FaultServerOpt
     });
   return state;
 }
+
+export interface TestProxy {
+  readonly url: string;
+  /** Targets asked for: `CONNECT host:port` or `GET absolute-url`. */
+  log: string[];
+  close(): Promise<void>;
+}
+
+/** A forward proxy for tests: CONNECT tunnels and absolute-form requests, to 127.0.0.1 only. */
+export async function startProxy(): Promise<TestProxy> {
+  const { connect } = await import('node:net');
+  const { request } = await import('node:http');
+  const log: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((req, res) => {
+    log.push(`${req.method} ${req.url}`);
+    const target = new URL(req.url ?? '');
+    if (target.hostname !== '127.0.0.1') {
+      res.writeHead(403).end();
+      return;
+    }
+    const up = request(target, { method: req.method, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
+    log.push(`CONNECT ${req.url}`);
+    const [host, port] = (req.url ?? '').split(':');
+    if (host !== '127.0.0.1') {
+      client.end('HTTP/1.1 403 Forbidden\r\n\r\n');
+      return;
+    }
+    const up = connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      up.write(head);
+      up.pipe(client);
+      client.pipe(up);
+    });
+    sockets.add(up);
+    up.on('close', () => sockets.delete(up));
+    up.on('error', () => client.destroy());
+    client.on('error', () => up.destroy());
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    log,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -74,6 +74,11 @@ test('nginx: a raw image by URL reads byte-exact at odd offsets through the regi
   const r = anydisk(['info', url]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`virtual size: .*\\(${small.length} bytes\\)`));
+  // --http-cache keeps what was fetched (info reads the image's head and tail).
+  const cliCache = join(dir, 'cli-cache');
+  const c = anydisk(['--http-cache', cliCache, 'info', url]);
+  assert.equal(c.status, 0, c.stderr);
+  assert.deepEqual(readdirSync(cliCache).map((n) => n.replace(/^[0-9a-f]{40}/, 'KEY')).sort(), ['KEY.data', 'KEY.idx', 'KEY.json']);
   // Remote sources are read-only.
   await assert.rejects(openLocation(url, { writable: true }), /read-only/);
 });

@@ -113,19 +113,27 @@ export class DiskCache {
     return found;
   }
 
-  /** Store a fetched block (in the background; failures only disable the cache). */
-  store(i: number, block: Uint8Array): void {
-    if (this.disabled || block.length !== this.blockLength(i)) return;
-    const p = this.write(i, block).finally(() => this.pending.delete(p));
+  /**
+   * Store a fetched block in the background (failures only disable the cache); `done` is called
+   * when the block's memory is no longer used.
+   */
+  store(i: number, block: Uint8Array, done: () => void = () => undefined): void {
+    if (this.disabled || block.length !== this.blockLength(i)) {
+      done();
+      return;
+    }
+    const p = this.write(i, block)
+      .finally(done)
+      .finally(() => this.pending.delete(p));
     this.pending.add(p);
   }
 
   private async write(i: number, block: Uint8Array): Promise<void> {
     try {
-      await this.data.write(block, 0, block.length, i * this.blockSize);
       const entry = Buffer.alloc(ENTRY);
       entry.writeUInt32LE(crc32(block) >>> 0, 0);
       entry.writeUInt32LE(MAGIC, 4);
+      await this.data.write(block, 0, block.length, i * this.blockSize);
       await this.index.write(entry, 0, ENTRY, i * ENTRY);
       this.written += block.length;
       if (this.written >= Math.max(this.maxBytes / 8, 16 * 1024 * 1024)) {

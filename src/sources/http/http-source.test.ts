@@ -245,3 +245,23 @@ test('https: a custom CA file is trusted; without it the certificate is refused 
     await srv.close();
   }
 });
+
+test('http: requests go through HTTP_PROXY-style proxies, except for NO_PROXY hosts', async () => {
+  const { startProxy } = await import('../../../test/harness/fault-server.js');
+  await withServer(300_000, async (srv, data) => {
+    const proxy = await startProxy();
+    try {
+      const src = await HttpSource.open(srv.objectUrl, { ...FAST, proxy: { http: proxy.url, noProxy: '' } });
+      assert.deepEqual(await readAt(src, 5, 200_000), data.subarray(5, 200_005));
+      await src.close();
+      assert.ok(proxy.log.length >= 2, proxy.log.join(', '));
+      const seen = proxy.log.length;
+      const direct = await HttpSource.open(srv.objectUrl, { ...FAST, proxy: { http: proxy.url, noProxy: '127.0.0.1' } });
+      assert.deepEqual(await readAt(direct, 5, 100), data.subarray(5, 105));
+      await direct.close();
+      assert.equal(proxy.log.length, seen);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

@@ -21,6 +21,7 @@ import { DiskCache } from './disk-cache.js';
 import { Fetcher, type RemoteObject } from './fetcher.js';
 import { resolveOptions, type HttpOptions } from './options.js';
 import { ReadAhead } from './readahead.js';
+import { type Slab, SlabPool } from './slab.js';
 import { Transport } from './transport.js';
 
 export interface HttpStats {
@@ -64,6 +65,7 @@ interface Job {
 export class HttpSource implements ByteSource {
   readonly writable = false;
   private readonly cache: BlockCache;
+  private readonly slabs: SlabPool;
   private readonly pending = new Map<number, Pending>();
   private readonly high: Job[] = [];
   private readonly low: Job[] = [];
@@ -99,6 +101,7 @@ export class HttpSource implements ByteSource {
     this.blockSize = opts.blockSize;
     this.blockCount = Math.ceil(object.size / opts.blockSize);
     this.cache = new BlockCache(opts.cacheBytes);
+    this.slabs = new SlabPool(opts.requestSize, 2 * opts.connections);
     this.readAhead = new ReadAhead(opts.maxReadAhead, 2 * opts.blockSize, 2 * opts.blockSize, opts.requestSize);
   }
 
@@ -164,22 +167,24 @@ export class HttpSource implements ByteSource {
     const B = this.blockSize;
     const b0 = Math.floor(offset / B);
     const b1 = Math.floor((offset + len - 1) / B);
-    const parts: (Uint8Array | Promise<Uint8Array>)[] = [];
+    // Blocks in memory are copied right away (a block may leave the cache, and its slab be
+    // reused, while this read waits for others); blocks on their way are copied on arrival.
+    const waits: { b: number; promise: Promise<Uint8Array> }[] = [];
     let runStart = -1;
     for (let b = b0; b <= b1; b++) {
       const hit = this.cache.get(b);
       if (hit) {
         this.counters.cacheHits++;
-        parts.push(hit);
+        this.copyOut(dst, offset, len, b, hit.data);
       } else {
         this.counters.cacheMisses++;
         const p = this.pending.get(b);
         if (p) {
           this.counters.sharedFetches++;
           this.promote(p);
-          parts.push(p.promise);
+          waits.push({ b, promise: p.promise });
         } else {
-          parts.push(this.newPending(b, true).promise);
+          waits.push({ b, promise: this.newPending(b, true).promise });
           if (runStart < 0) runStart = b;
         }
       }
@@ -190,17 +195,15 @@ export class HttpSource implements ByteSource {
       }
     }
     this.prefetch(offset, len);
-    let done = 0;
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
-      const block = part instanceof Uint8Array ? part : await part;
-      const blockStart = (b0 + i) * B;
-      const from = Math.max(offset, blockStart) - blockStart;
-      const to = Math.min(offset + len, blockStart + block.length) - blockStart;
-      dst.set(block.subarray(from, to), done);
-      done += to - from;
-    }
-    return done;
+    for (const w of waits) this.copyOut(dst, offset, len, w.b, await w.promise);
+    return len;
+  }
+
+  private copyOut(dst: Uint8Array, offset: number, len: number, b: number, block: Uint8Array): void {
+    const blockStart = b * this.blockSize;
+    const from = Math.max(offset, blockStart);
+    const to = Math.min(offset + len, blockStart + block.length);
+    dst.set(block.subarray(from - blockStart, to - blockStart), from - offset);
   }
 
   private newPending(b: number, demand: boolean): Pending {
@@ -271,7 +274,7 @@ export class HttpSource implements ByteSource {
       }
       if (block !== undefined) {
         this.counters.diskCacheHits++;
-        this.complete(b, block, false);
+        this.complete(b, block, undefined);
       }
     }
   }
@@ -310,12 +313,16 @@ export class HttpSource implements ByteSource {
     return Math.min(this.blockSize, this.size - b * this.blockSize);
   }
 
-  private complete(b: number, block: Uint8Array, store: boolean): void {
-    this.cache.set(b, block);
+  private complete(b: number, block: Uint8Array, slab: Slab | undefined): void {
+    slab?.ref();
+    this.cache.set(b, { data: block, owner: slab });
     const p = this.pending.get(b);
     this.pending.delete(b);
     p?.resolve(block);
-    if (store) this.disk?.store(b, block);
+    if (slab && this.disk) {
+      slab.ref();
+      this.disk.store(b, block, () => slab.unref());
+    }
   }
 
   private async run(job: Job): Promise<void> {
@@ -323,9 +330,10 @@ export class HttpSource implements ByteSource {
     const endByte = Math.min(job.end * B, this.size);
     let pos = job.first * B;
     let b = job.first;
-    // One allocation for the whole run (blocks are views of it): far less garbage than one
-    // buffer per block. The slab lives until its last block leaves the cache.
-    const slab = Buffer.allocUnsafeSlow(endByte - pos);
+    // One slab for the whole run; blocks are views of it (see slab.ts).
+    const slabRef = this.slabs.take(endByte - pos);
+    slabRef.ref();
+    const slab = slabRef.buf;
     const slabStart = pos;
     let blockEnd = slabStart + this.blockLength(b);
     const onBytes = (chunk: Buffer) => {
@@ -336,7 +344,7 @@ export class HttpSource implements ByteSource {
         off += n;
         pos += n;
         if (pos === blockEnd) {
-          this.complete(b, slab.subarray(blockEnd - this.blockLength(b) - slabStart, blockEnd - slabStart), true);
+          this.complete(b, slab.subarray(blockEnd - this.blockLength(b) - slabStart, blockEnd - slabStart), slabRef);
           b++;
           if (b < job.end) blockEnd += this.blockLength(b);
         }
@@ -369,6 +377,8 @@ export class HttpSource implements ByteSource {
           p.reject(err);
         }
       }
+    } finally {
+      slabRef.unref();
     }
   }
 
@@ -401,5 +411,6 @@ export class HttpSource implements ByteSource {
     await this.transport.close();
     await this.disk?.close();
     this.cache.clear();
+    this.slabs.clear();
   }
 }
