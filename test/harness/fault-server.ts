@@ -16,9 +16,10 @@ import type { Socket } from 'node:net';
  * - 'reset': the connection is closed before any answer;
  * - 'short': the answer starts (206, full Content-Length) but the connection closes halfway;
  * - 'partial': a valid 206 with only the first half of the requested range;
- * - 'stall': headers are never sent (the socket stays open until the server closes).
+ * - 'stall': headers are never sent (the socket stays open until the server closes);
+ * - 'chunked': a valid 206 sent with Transfer-Encoding: chunked instead of Content-Length.
  */
-export type Fault = number | 'reset' | 'short' | 'partial' | 'stall';
+export type Fault = number | 'reset' | 'short' | 'partial' | 'stall' | 'chunked';
 
 export interface LoggedRequest {
   method: string;
@@ -48,6 +49,8 @@ export interface FaultServer {
   /** Replace the content (a new ETag, like an overwritten object). */
   setData(data: Uint8Array): void;
   data(): Buffer;
+  /** Close every open connection (as a server does with idle kept-alive ones). */
+  dropIdle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -76,6 +79,9 @@ export async function startFaultServer(initial: Uint8Array, opts: FaultServerOpt
       state.etag = `"v${version}-${data.length}"`;
     },
     data: () => data,
+    dropIdle: async () => {
+      for (const s of sockets) s.destroy();
+    },
     close: async () => undefined,
   };
 
@@ -131,6 +137,15 @@ export async function startFaultServer(initial: Uint8Array, opts: FaultServerOpt
     if (fault === 'partial' && last > first) last = first + Math.floor((last - first) / 2);
     const body = data.subarray(first, last + 1);
     const headers = { ...common, 'content-range': `bytes ${first}-${last}/${data.length}`, 'content-length': body.length };
+    if (fault === 'chunked') {
+      entry.status = 206;
+      entry.bodyBytes = body.length;
+      const { 'content-length': _cl, ...rest } = headers;
+      res.writeHead(206, { ...rest, 'transfer-encoding': 'chunked' });
+      for (let i = 0; i < body.length; i += 10_000) res.write(body.subarray(i, i + 10_000));
+      res.end();
+      return;
+    }
     if (fault === 'short') {
       entry.status = 206;
       entry.bodyBytes = Math.floor(body.length / 2);

@@ -5,6 +5,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AnydiskError, NotFoundError, RemoteError } from '../../core/errors.js';
+import { FastPathUnsupported, type FastTransport } from './fast-transport.js';
 import type { HttpOptions } from './options.js';
 import { TransportError, type Exchange, type Headers, type ResponseHead, type Transport } from './transport.js';
 
@@ -84,6 +85,8 @@ export class Fetcher {
   private baseHeaders: Record<string, string>;
   /** Aborted when the source closes: ends backoff waits at once. */
   signal: AbortSignal | undefined;
+  /** The allocation-free client for range GETs (none with proxies, or after it fell back). */
+  fast: FastTransport | undefined;
   /** Set once the object is seen to have changed: every later read fails with it. */
   changedError: RemoteError | undefined;
 
@@ -140,15 +143,36 @@ export class Fetcher {
     }
   }
 
-  private async send(method: 'GET' | 'HEAD', url: URL, extra: Record<string, string>, sink: { onHead(h: ResponseHead): 'body' | 'abort'; onData(c: Buffer): void }, deadline: number): Promise<Exchange> {
+  private async send(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    extra: Record<string, string>,
+    sink: { onHead(h: ResponseHead): 'body' | 'abort'; onData(c: Buffer): void },
+    deadline: number,
+    useFast = false,
+  ): Promise<Exchange> {
     this.stats.requests++;
-    const ex = await this.transport.exchange(method, url, this.headersFor(method, url, extra), {
+    const headers = this.headersFor(method, url, extra);
+    const counted = {
       onHead: sink.onHead,
-      onData: (c) => {
+      onData: (c: Buffer) => {
         this.stats.bytesFetched += c.length;
         sink.onData(c);
       },
-    }, deadline);
+    };
+    let ex: Exchange | undefined;
+    const fast = useFast ? this.fast : undefined;
+    if (fast) {
+      try {
+        ex = await fast.exchange(method, url, headers, counted, deadline);
+      } catch (err) {
+        if (!(err instanceof FastPathUnsupported)) throw err;
+        // Something only undici speaks (chunked bodies...): use it from now on.
+        this.fast = undefined;
+        void fast.close();
+      }
+    }
+    ex ??= await this.transport.exchange(method, url, headers, counted, deadline);
     if (ex.status >= 500 || ex.status === 429 || ex.status === 408) {
       throw new RetryableError(`server answered ${ex.status}${errorSummary(ex.errorText)}`, ex.status, retryAfter(ex.headers, this.opts.retryMaxMs));
     }
@@ -235,7 +259,11 @@ export class Fetcher {
     else if (obj.lastModified) extra['if-range'] = obj.lastModified;
     let expected = 0;
     let got = 0;
-    const ex = await this.send('GET', obj.url, extra, {
+    const ex = await this.send(
+      'GET',
+      obj.url,
+      extra,
+      {
       onHead: (h) => {
         if (h.status !== 206) return 'abort';
         const crText = header(h.headers, 'content-range');
@@ -258,7 +286,10 @@ export class Fetcher {
         got += chunk.length;
         onBytes(chunk);
       },
-    }, deadline);
+      },
+      deadline,
+      true,
+    );
     if (ex.status === 206) {
       if (got < expected) throw new RetryableError(`short body: ${got} of ${expected} bytes`);
       return;

@@ -265,3 +265,24 @@ test('http: requests go through HTTP_PROXY-style proxies, except for NO_PROXY ho
     }
   });
 });
+
+test('http: kept-alive connections closed by the server are replaced silently; a chunked answer moves to the general client', async () => {
+  await withServer(1 << 20, async (srv, data) => {
+    const src = await HttpSource.open(srv.objectUrl, { ...FAST, maxReadAhead: 0 });
+    try {
+      assert.deepEqual(await readAt(src, 0, 1000), data.subarray(0, 1000));
+      await srv.dropIdle();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await readAt(src, 200_000, 1000), data.subarray(200_000, 201_000));
+      assert.equal(src.stats().retries, 0);
+      assert.equal(src.stats().fastPath, true);
+      srv.faults.push('chunked');
+      assert.deepEqual(await readAt(src, 400_000, 100_000), data.subarray(400_000, 500_000));
+      assert.deepEqual(await readAt(src, 600_000, 100_000), data.subarray(600_000, 700_000));
+      assert.equal(src.stats().retries, 0);
+      assert.equal(src.stats().fastPath, false);
+    } finally {
+      await src.close();
+    }
+  });
+});

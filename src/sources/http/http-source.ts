@@ -22,6 +22,7 @@ import { Fetcher, type RemoteObject } from './fetcher.js';
 import { resolveOptions, type HttpOptions } from './options.js';
 import { ReadAhead } from './readahead.js';
 import { type Slab, SlabPool } from './slab.js';
+import { FastTransport } from './fast-transport.js';
 import { Transport } from './transport.js';
 
 export interface HttpStats {
@@ -44,6 +45,8 @@ export interface HttpStats {
   readAheadBlocks: number;
   /** Fetches that failed for good. */
   failures: number;
+  /** Range GETs use the allocation-free client (fast-transport.ts) rather than undici. */
+  fastPath?: boolean;
 }
 
 interface Pending {
@@ -142,6 +145,7 @@ export class HttpSource implements ByteSource {
       src.counters.retries = stats.retries;
       fetcher.stats = src.counters;
       fetcher.signal = src.abort.signal;
+      if (opts.fastPath && FastTransport.eligible(obj.url, opts)) fetcher.fast = new FastTransport(opts, obj.url);
       return src;
     } catch (err) {
       await transport.close();
@@ -151,7 +155,7 @@ export class HttpSource implements ByteSource {
 
   /** Counters since open (a copy). */
   stats(): HttpStats {
-    return { ...this.counters };
+    return { ...this.counters, fastPath: this.fetcher.fast !== undefined };
   }
 
   identity(): string {
@@ -408,6 +412,7 @@ export class HttpSource implements ByteSource {
     }
     this.high.length = 0;
     this.low.length = 0;
+    await this.fetcher.fast?.close();
     await this.transport.close();
     await this.disk?.close();
     this.cache.clear();

@@ -37,6 +37,8 @@ export interface HttpOptions {
   diskCacheDir?: string;
   diskCacheMaxBytes: number;
   signer?: RequestSigner;
+  /** Range GETs on the allocation-free client (fast-transport.ts) when no proxy is in the way. */
+  fastPath: boolean;
 }
 
 export const DEFAULT_HTTP_OPTIONS: HttpOptions = {
@@ -54,6 +56,7 @@ export const DEFAULT_HTTP_OPTIONS: HttpOptions = {
   retryMaxMs: 4_000,
   maxRedirects: 5,
   diskCacheMaxBytes: 4 * 1024 ** 3,
+  fastPath: true,
 };
 
 /** Parse `Name: value` lines (real newlines or the two characters `\n`). */

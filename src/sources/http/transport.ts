@@ -171,7 +171,7 @@ function errorText(parts: Buffer[]): string {
   return Buffer.concat(parts).subarray(0, ERROR_BODY_KEEP).toString('utf8');
 }
 
-function asTransportError(err: Error): Error {
+export function asTransportError(err: Error): Error {
   if (err instanceof TransportError) return err;
   const code = (err as { code?: string }).code ?? 'UNKNOWN';
   // TLS certificate problems are not worth retrying: say so plainly.
