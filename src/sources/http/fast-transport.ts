@@ -118,6 +118,7 @@ export class FastTransport {
       return;
     }
     conn.socket.setTimeout(IDLE_KEEP_MS);
+    conn.socket.unref(); // an idle connection does not keep the process alive
     this.idle.push(conn);
   }
 
@@ -134,6 +135,7 @@ export class FastTransport {
     const idle = this.idle.pop();
     if (idle) {
       idle.socket.setTimeout(0);
+      idle.socket.ref();
       try {
         return await this.run(idle, method, head, sink, deadline);
       } catch (err) {
