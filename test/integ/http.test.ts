@@ -279,3 +279,24 @@ test('nginx: a qcow2 whose backing file is a relative name reads its base over H
   qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', `http://localhost:${nginx.port}/base.qcow2`, '-F', 'qcow2', foreign, '4M');
   await assert.rejects(openImage([`${nginx.url}/foreign.qcow2`]), (e: unknown) => e instanceof PolicyError && /origin/.test(e.message));
 });
+
+test('nginx: a VMDK descriptor reads its extent files over HTTP', async (t) => {
+  if (!findDriver('vmdk')) {
+    t.skip('vmdk driver not registered yet');
+    return;
+  }
+  const desc = join(dir, 'flat.vmdk');
+  qemuImg('create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', desc, '3M');
+  qemuIo(desc, 'vmdk', 'write -P 0x5a 1000448 70000');
+  const rawOut = join(dir, 'flat.raw');
+  qemuImg('convert', '-O', 'raw', desc, rawOut);
+  const img = await openImage([`${nginx.url}/flat.vmdk`]);
+  try {
+    assert.equal(img.format, 'vmdk');
+    const got = new Uint8Array(img.size);
+    await img.read(got, 0);
+    assert.ok(Buffer.from(got).equals(readFileSync(rawOut)));
+  } finally {
+    await img.close();
+  }
+});
