@@ -1,11 +1,11 @@
 // Remote sources: registers the http, https and s3 URL schemes with openLocation(). The CLI calls
-// registerRemoteSchemes() once at start; tests import it too.
+// registerRemoteSchemes() once at start; tests import it too. The HTTP machinery (undici among
+// it, which takes a noticeable time to load) is imported only when a URL is actually opened, so
+// commands on local files start as fast as before.
 
 import { ReadOnlyError } from '../core/errors.js';
-import { HttpSource } from './http/http-source.js';
 import type { HttpOptions } from './http/options.js';
 import { registerScheme } from './locate.js';
-import { openS3 } from './s3/s3.js';
 
 let defaults: Partial<HttpOptions> = {};
 
@@ -19,14 +19,19 @@ export function remoteDefaults(): Partial<HttpOptions> {
 }
 
 export function registerRemoteSchemes(): void {
-  const openHttp = async (name: string, o: { writable?: boolean }) => {
+  const readOnly = (name: string, o: { writable?: boolean }) => {
     if (o.writable) throw new ReadOnlyError('remote images are read-only (use an overlay to write)', { file: name });
+  };
+  const openHttp = async (name: string, o: { writable?: boolean }) => {
+    readOnly(name, o);
+    const { HttpSource } = await import('./http/http-source.js');
     return HttpSource.open(name, defaults);
   };
   registerScheme('http', openHttp);
   registerScheme('https', openHttp);
   registerScheme('s3', async (name, o) => {
-    if (o.writable) throw new ReadOnlyError('remote images are read-only (use an overlay to write)', { file: name });
+    readOnly(name, o);
+    const { openS3 } = await import('./s3/s3.js');
     return openS3(name, defaults);
   });
 }
