@@ -109,7 +109,7 @@ test('nginx: 100 random 4 KiB reads fetch at most 64 KiB each on average; a 256 
     assert.ok(perRead <= 64 * KB, `${perRead} bytes per read`);
 
     // Sequential: the same reads (1 MiB, like qemu-img convert) through the registry, from the
-    // local file and from nginx, best of two runs each.
+    // local file and from nginx.
     const seq = async (name: string): Promise<number> => {
       const img = await openImage([name], { format: 'raw' });
       const buf = new Uint8Array(MB);
@@ -120,13 +120,10 @@ test('nginx: 100 random 4 KiB reads fetch at most 64 KiB each on average; a 256 
       await img.close();
       return img.size / MB / (ms / 1000);
     };
-    let local = 0;
-    let remote = 0;
+    // One run each: the test is heavy for a shared machine and the bar below is lenient.
     const seqMark = nginx.logLines().length;
-    for (let i = 0; i < 2; i++) {
-      local = Math.max(local, await seq(big));
-      remote = Math.max(remote, await seq(url));
-    }
+    const local = await seq(big);
+    const remote = await seq(url);
     const ratio = remote / local;
     const fetched = rangeBytesSince(seqMark, '/big.img');
     const line =
@@ -138,7 +135,7 @@ test('nginx: 100 random 4 KiB reads fetch at most 64 KiB each on average; a 256 
     // (2-7 GB/s here) while HTTP over loopback costs CPU per byte on a shared 2-core machine, so
     // the test checks what the pipeline controls: large requests, each byte fetched once, and a
     // floor that one-block-at-a-time fetching would not reach. docs/remote.md has the numbers.
-    assert.ok(fetched.bytes <= 2 * 256 * MB + 4 * MB, `fetched ${fetched.bytes} bytes for two reads`);
+    assert.ok(fetched.bytes <= 256 * MB + 4 * MB, `fetched ${fetched.bytes} bytes for one read of 256 MiB`);
     assert.ok(fetched.bytes / fetched.requests >= MB, line);
     assert.ok(remote > 50, line);
   } finally {
