@@ -286,3 +286,25 @@ test('http: kept-alive connections closed by the server are replaced silently; a
     }
   });
 });
+
+test('http: many concurrent overlapping reads with a tiny cache (blocks evicted and buffers reused under them) stay exact', async () => {
+  await withServer(4 << 20, async (srv, data) => {
+    const src = await HttpSource.open(srv.objectUrl, { ...FAST, cacheBytes: 192 * KB, requestSize: 128 * KB, maxReadAhead: 512 * KB });
+    try {
+      let x = 77;
+      const rnd = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
+      for (let round = 0; round < 12; round++) {
+        const reads = Array.from({ length: 16 }, (_, i) => {
+          // Half random, half sequential streams, so read-ahead, sharing and eviction all happen.
+          const off = i % 2 ? Math.floor(rnd() * (data.length - 400_000)) : ((round * 16 + i) * 150_000) % (data.length - 400_000);
+          const len = 1 + Math.floor(rnd() * 400_000);
+          return readAt(src, off, len).then((got) => assert.ok(Buffer.from(got).equals(data.subarray(off, off + len)), `read ${off}+${len}`));
+        });
+        await Promise.all(reads);
+      }
+      assert.ok(src.stats().sharedFetches > 0);
+    } finally {
+      await src.close();
+    }
+  });
+});

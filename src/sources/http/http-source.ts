@@ -171,9 +171,11 @@ export class HttpSource implements ByteSource {
     const B = this.blockSize;
     const b0 = Math.floor(offset / B);
     const b1 = Math.floor((offset + len - 1) / B);
-    // Blocks in memory are copied right away (a block may leave the cache, and its slab be
-    // reused, while this read waits for others); blocks on their way are copied on arrival.
-    const waits: { b: number; promise: Promise<Uint8Array> }[] = [];
+    // Blocks in memory are copied right away, blocks on their way the moment they arrive (in the
+    // same turn of the event loop): a block may leave the cache and its slab be reused while
+    // this read still waits for others.
+    const waits: Promise<void>[] = [];
+    const copyOnArrival = (b: number, promise: Promise<Uint8Array>) => waits.push(promise.then((block) => this.copyOut(dst, offset, len, b, block)));
     let runStart = -1;
     for (let b = b0; b <= b1; b++) {
       const hit = this.cache.get(b);
@@ -186,9 +188,9 @@ export class HttpSource implements ByteSource {
         if (p) {
           this.counters.sharedFetches++;
           this.promote(p);
-          waits.push({ b, promise: p.promise });
+          copyOnArrival(b, p.promise);
         } else {
-          waits.push({ b, promise: this.newPending(b, true).promise });
+          copyOnArrival(b, this.newPending(b, true).promise);
           if (runStart < 0) runStart = b;
         }
       }
@@ -199,7 +201,7 @@ export class HttpSource implements ByteSource {
       }
     }
     this.prefetch(offset, len);
-    for (const w of waits) this.copyOut(dst, offset, len, w.b, await w.promise);
+    if (waits.length) await Promise.all(waits);
     return len;
   }
 
