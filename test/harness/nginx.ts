@@ -115,6 +115,10 @@ export async function startNginx(root: string, opts: { port?: number } = {}): Pr
     });
     c.stderr?.resume();
     child = c;
+    // Never outlive the test process, even when it dies without calling stop().
+    const killOnExit = () => c.kill('SIGKILL');
+    process.once('exit', killOnExit);
+    c.once('exit', () => process.removeListener('exit', killOnExit));
     await waitListening(port, c, prefix);
   };
 
