@@ -16,7 +16,7 @@
 // then the metadata lock only for the allocation and the L2 update; data I/O runs outside it.
 
 import { checkRange } from '../../core/disk.js';
-import { CorruptImageError, InvalidArgumentError } from '../../core/errors.js';
+import { CorruptImageError, InvalidArgumentError, ReadOnlyError } from '../../core/errors.js';
 import type { CachedTable } from './cache.js';
 import { AUTOCLEAR_DATA_FILE_RAW, FORMAT, HDR_AUTOCLEAR, INCOMPAT_DATA_FILE } from './header.js';
 import type { Qcow2Image, Qcow2WriterHooks } from './image.js';
@@ -66,6 +66,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   static async attach(img: Qcow2Image): Promise<Qcow2Writer> {
     const h = img.header;
     const source = img.source;
+    if (!source.writable || !img.dataSource.writable) throw new ReadOnlyError('the image file cannot be written', { file: img.filename });
     let writer!: Qcow2Writer;
     const refs = await Refcounts.load(
       {
