@@ -45,7 +45,8 @@ async function one(w: Qcow2Writer, img: Qcow2Image, data: Uint8Array, c: number)
     let host = 0;
     await w.meta.run(async () => {
       const t = w.compressedTail;
-      if (t && t.used + z.length <= cs) {
+      // Narrow refcounts (1 or 2 bits) cap how many streams may share a cluster.
+      if (t && t.used + z.length <= cs && (await w.refs.get(t.cluster)) < w.refs.maxRefcount) {
         await w.refs.change(t.cluster, 1, 1);
         host = t.cluster * cs + t.used;
         t.used += z.length;

@@ -154,6 +154,7 @@ export class Refcounts {
    */
   async alloc(n: number): Promise<{ start: number; count: number }> {
     let c = this.hint;
+    let scanned = 0;
     for (let guard = 0; ; guard++) {
       if (guard > 1e7) throw new CorruptImageError(FORMAT, 'no free cluster found (refcount structure inconsistent)', { file: this.io.file });
       const ti = Math.floor(c / this.perBlock);
@@ -170,6 +171,11 @@ export class Refcounts {
         this.setTable(ti, c * this.cs);
         this.highWater = Math.max(this.highWater, c + 1);
         c++;
+        continue;
+      }
+      // A big, nearly full image: stop hunting for holes block by block and append instead.
+      if (++scanned > 1024 && c < this.highWater) {
+        c = this.hint = this.highWater;
         continue;
       }
       const b = await this.blocks.get(blockOff);
