@@ -174,13 +174,14 @@ export class Qcow2Image implements FormatImage {
     const done = this.inflight.enter();
     try {
       const segs = await this.map(offset, dst.length);
-      await Promise.all(segs.map((s) => this.readSeg(s, dst.subarray(s.guest - offset, s.guest - offset + s.length))));
+      const clusters = this.compressedFor(segs);
+      await Promise.all(segs.map((s) => this.readSeg(s, dst.subarray(s.guest - offset, s.guest - offset + s.length), clusters)));
     } finally {
       done();
     }
   }
 
-  private async readSeg(s: Seg, out: Uint8Array): Promise<void> {
+  private async readSeg(s: Seg, out: Uint8Array, clusters: Map<string, Promise<Uint8Array>>): Promise<void> {
     switch (s.kind) {
       case 'zero':
         out.fill(0);
@@ -193,7 +194,7 @@ export class Qcow2Image implements FormatImage {
         await this.readHost(s.host, out, s.guest);
         return;
       case 'compressed': {
-        const c = await this.decompress(s.host, s.csize);
+        const c = await (clusters.get(`${s.host}:${s.csize}`) ?? this.decompress(s.host, s.csize));
         const within = s.guest % this.clusterSize;
         out.set(c.subarray(within, within + out.length));
         return;
@@ -227,7 +228,10 @@ export class Qcow2Image implements FormatImage {
       this.decompressed.set(key, p);
       return p;
     }
-    p = this.loadCompressed(host, csize);
+    return this.remember(key, this.loadCompressed(host, csize));
+  }
+
+  private remember(key: string, p: Promise<Uint8Array>): Promise<Uint8Array> {
     this.decompressed.set(key, p);
     p.catch(() => this.decompressed.delete(key));
     while (this.decompressed.size > DECOMPRESSED_CACHE) {
@@ -235,6 +239,62 @@ export class Qcow2Image implements FormatImage {
       this.decompressed.delete(first);
     }
     return p;
+  }
+
+  /**
+   * The decompressed clusters a read needs: cached ones, and the others read in groups of
+   * neighbouring streams (compressed clusters are usually packed back to back), one source read
+   * per group of up to 4 MiB.
+   */
+  private compressedFor(segs: Seg[]): Map<string, Promise<Uint8Array>> {
+    const out = new Map<string, Promise<Uint8Array>>();
+    const missing: Seg[] = [];
+    const size = this.source.size;
+    for (const s of segs) {
+      if (s.kind !== 'compressed') continue;
+      const key = `${s.host}:${s.csize}`;
+      if (out.has(key)) continue;
+      const cached = this.decompressed.get(key);
+      if (cached || s.host >= size) out.set(key, cached ?? this.decompress(s.host, s.csize));
+      else {
+        missing.push(s);
+        out.set(key, Promise.resolve(new Uint8Array(0))); // placeholder, replaced below
+      }
+    }
+    if (missing.length <= 1) {
+      for (const s of missing) out.set(`${s.host}:${s.csize}`, this.decompress(s.host, s.csize));
+      return out;
+    }
+    missing.sort((a, b) => a.host - b.host);
+    const type = this.header.compressionType;
+    const cs = this.clusterSize;
+    for (let i = 0; i < missing.length; ) {
+      const start = missing[i]!.host;
+      let end = Math.min(size, start + missing[i]!.csize);
+      let j = i + 1;
+      while (j < missing.length) {
+        const m = missing[j]!;
+        const mEnd = Math.min(size, m.host + m.csize);
+        if (m.host > end + 4096 || Math.max(end, mEnd) - start > 4 * 1024 * 1024) break;
+        end = Math.max(end, mEnd);
+        j++;
+      }
+      const group = missing.slice(i, j);
+      const data = (async () => {
+        const buf = new Uint8Array(end - start);
+        const n = await this.source.read(buf, start);
+        return buf.subarray(0, n);
+      })();
+      for (const m of group) {
+        const key = `${m.host}:${m.csize}`;
+        const p = data.then((buf) =>
+          decompressCluster(type, buf.subarray(m.host - start, Math.min(buf.length, m.host - start + m.csize)), cs, { file: this.filename, offset: m.host }),
+        );
+        out.set(key, this.remember(key, p));
+      }
+      i = j;
+    }
+    return out;
   }
 
   /** Forget decompressed data of a compressed cluster that was freed (or of all: host < 0). */
