@@ -25,7 +25,7 @@ export class NbdServer implements ConnectionHost {
   private readonly byName = new Map<string, NbdExport>();
   readonly tls?: ConnectionHost['tls'];
   private server?: Server;
-  private readonly connections = new Set<NbdConnection>();
+  private readonly connections = new Map<NbdConnection, Promise<void>>();
   private nextId = 1;
   private stopping = false;
   private socketPath?: string;
@@ -107,12 +107,12 @@ export class NbdServer implements ConnectionHost {
       return;
     }
     const conn = new NbdConnection(this, sock, this.nextId++);
-    this.connections.add(conn);
     this.log(`client ${conn.id}: connected`);
-    void conn.run().finally(() => {
+    const done = conn.run().finally(() => {
       this.connections.delete(conn);
       this.log(`client ${conn.id}: disconnected`);
     });
+    this.connections.set(conn, done);
   }
 
   /** Stop accepting, let requests in flight finish, close every client, flush writable disks. */
@@ -120,7 +120,8 @@ export class NbdServer implements ConnectionHost {
     if (this.stopping) return;
     this.stopping = true;
     const closed = new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    await Promise.all([...this.connections].map((c) => c.shutdown()));
+    await Promise.all([...this.connections.keys()].map((c) => c.shutdown()));
+    await Promise.all([...this.connections.values()]);
     await closed;
     for (const e of this.list) if (e.writable) await e.lock.exclusive(() => e.disk.flush());
     if (this.socketPath) {
