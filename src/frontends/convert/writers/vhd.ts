@@ -1,0 +1,7 @@
+import type { Disk } from '../../../core/disk.js';
+import { UnsupportedFeatureError } from '../../../core/errors.js';
+import type { WriteContext } from './types.js';
+
+export async function writeVhdDynamic(_disk: Disk, _path: string, _ctx: WriteContext): Promise<void> {
+  throw new UnsupportedFeatureError('convert', 'vhd output');
+}
