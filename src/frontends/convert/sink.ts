@@ -4,6 +4,7 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fromSystemError } from '../../core/errors.js';
+import { isAllZero } from './blocks.js';
 
 const BUFFER = 4 * 1024 * 1024;
 
@@ -47,6 +48,18 @@ export class FileSink {
     } else {
       this.buf.set(data, this.bufLen);
       this.bufLen += data.length;
+    }
+    return at;
+  }
+
+  /** Append, leaving all-zero 64 KiB pieces as holes (the append position moves past them). */
+  async appendSparse(data: Uint8Array): Promise<number> {
+    const at = this.position;
+    const G = 64 * 1024;
+    for (let p = 0; p < data.length; p += G) {
+      const part = data.subarray(p, Math.min(data.length, p + G));
+      if (isAllZero(part)) await this.skipTo(at + p + part.length);
+      else await this.append(part);
     }
     return at;
   }

@@ -3,7 +3,7 @@ import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
 import { qcow2Output } from './qcow2.js';
 import { rawOutput } from './raw.js';
-import type { OutputFormat, WriteContext } from './types.js';
+import { isOn, type OutputFormat, type WriteContext } from './types.js';
 import { writeView } from './view.js';
 
 const vdiOutput: OutputFormat = {
@@ -59,8 +59,4 @@ export const OUTPUTS: OutputFormat[] = [rawOutput, qcow2Output, vdiOutput, vpcOu
 export function findOutput(name: string): OutputFormat | undefined {
   const n = name.toLowerCase();
   return OUTPUTS.find((o) => o.name === n || o.aliases.includes(n));
-}
-
-export function isOn(v: string | undefined): boolean {
-  return v === 'on' || v === 'true' || v === 'yes' || v === '1';
 }

@@ -23,3 +23,8 @@ export interface OutputFormat {
   readonly options: readonly string[];
   write(disk: Disk, path: string, ctx: WriteContext): Promise<void>;
 }
+
+/** qemu-style boolean option values. */
+export function isOn(v: string | undefined): boolean {
+  return v === 'on' || v === 'true' || v === 'yes' || v === '1';
+}

@@ -50,8 +50,8 @@ export async function writeVdiDynamic(disk: Disk, path: string, ctx: WriteContex
     await feedRange(disk, 0, disk.size, BLOCK, {
       async put(offset, data) {
         map[offset / BLOCK] = allocated++;
-        await sink.append(data);
-        if (data.length < BLOCK) await sink.append(new Uint8Array(BLOCK - data.length));
+        await sink.appendSparse(data);
+        if (data.length < BLOCK) await sink.skipTo(sink.position + BLOCK - data.length);
       },
     }, { progress: ctx.progress, depth: ctx.depth });
     const end = sink.position;

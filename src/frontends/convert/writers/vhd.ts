@@ -88,8 +88,8 @@ export async function writeVhdDynamic(disk: Disk, path: string, ctx: WriteContex
       async put(offset, data) {
         bat[offset / BLOCK] = sink.position / 512;
         await sink.append(bitmap);
-        await sink.append(data);
-        if (data.length < BLOCK) await sink.append(new Uint8Array(BLOCK - data.length));
+        await sink.appendSparse(data);
+        if (data.length < BLOCK) await sink.skipTo(sink.position + BLOCK - data.length);
       },
     }, { progress: ctx.progress, depth: ctx.depth });
     const footer = vhdFooter(size, 3, 512n, uuid);
