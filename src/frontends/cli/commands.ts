@@ -4,10 +4,16 @@ import { register as compare } from './compare.js';
 import { register as convert } from './convert.js';
 import { register as info } from './info.js';
 import { register as map } from './map.js';
+import { register as mount } from './mount.js';
+import { register as partitions } from './partitions.js';
 import { register as serve } from './serve.js';
+import { register as umount } from './umount.js';
 
 export const COMMANDS: Array<(program: Command) => void> = [
   info,
+  mount,
+  partitions,
+  umount,
   serve,
   map,
   compare,
