@@ -25,7 +25,7 @@ test('serve: nbdinfo, nbdcopy, qemu-img compare and nbdfuse read a raw image byt
   writeFileSync(other, patternBytes(MiB, 3));
   const sock = join(dir, 'nbd.sock');
   const pid = join(dir, 'pid');
-  const s = await startServe(['--socket', sock, '--pid-file', pid, '--export', 'main', img, other]);
+  const s = await startServe(['--socket', sock, '--pid-file', pid, '--export', 'main', '--add-export', `other.img=${other}`, img]);
   try {
     assert.equal(s.uri, `nbd+unix:///?socket=${sock}`);
     assert.equal(readFileSync(pid, 'utf8').trim(), String(s.proc.pid));
@@ -67,7 +67,7 @@ test('serve --writethrough: qemu-io writes through the export land in the image'
     const img = join(dir, 'disk.img');
     const data = makeRaw(img);
     const sock = join(dir, 'nbd.sock');
-    const s = await startServe(['--socket', sock, '--writethrough', img]);
+    const s = await startServe(['--socket', sock, '--writethrough', '--inopts', 'rawwritable=true', img]);
     const uri = `nbd+unix:///?socket=${sock}`;
     run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 4096 65536', '-c', 'write -z 1M 64k', '-c', 'flush', uri]);
     run('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 4096 65536', '-c', 'read -P 0 1M 64k', uri]);

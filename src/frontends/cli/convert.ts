@@ -1,15 +1,15 @@
 // `anydisk convert [-p] [-c] [-f FMT] -O FMT [-o opts] IN... OUT`: write any input as raw, qcow2,
 // vdi, vpc (vhd), vmdk or vhdx. Sparse: unallocated and zero ranges and all-zero blocks are not
-// written. The output appears under its name only when complete.
+// written. The output appears under its name only when complete. The input is composed like
+// mount's (frontends/input.ts): several names are one image (split pieces, segments) unless
+// --morph combine concatenates separate images as qemu-img convert does.
 import type { Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
-import type { Disk } from '../../core/disk.js';
-import { openImage } from '../../formats/registry.js';
-import type { FormatImage } from '../../formats/types.js';
-import { ConcatDisk } from '../convert/concat.js';
+import { openInput } from '../input.js';
 import { startProgress } from '../convert/progress.js';
 import { findOutput, OUTPUTS } from '../convert/writers/index.js';
 import { collect, parseKeyValues, UsageError } from './common.js';
+import { inputSpec } from './mount.js';
 
 export function register(program: Command): void {
   program
@@ -20,6 +20,11 @@ export function register(program: Command): void {
     .option('-f, --format <fmt>', 'input format (default: probe)')
     .option('-o, --options <opts>', 'output format options key=value,...', collect, [] as string[])
     .option('--inopts <opts>', 'input format options key=value,...', collect, [] as string[])
+    .option('--offset <bytes>', 'start of the disk inside the input')
+    .option('--sizelimit <bytes>', 'largest size of the disk')
+    .option('--morph <how>', 'several images as one disk: combine (concatenate), raid0, raid1')
+    .option('--morphopts <opts>', 'morphing options: raid_chunksize=N', collect, [] as string[])
+    .option('--partition <n>', 'convert only partition N of the disk (MBR or GPT)')
     .option('-c, --compress', 'compress the output (qcow2)')
     .option('-p, --progress', 'show a progress bar on a terminal')
     .option('-m, --parallel <n>', 'reads in flight', '8')
@@ -40,24 +45,18 @@ export function register(program: Command): void {
       if (!Number.isInteger(depth) || depth < 1 || depth > 64) throw new UsageError(`-m must be 1..64, not '${opts.parallel}'`);
       if (inputs.some((i) => resolve(i) === resolve(out))) throw new UsageError('the output cannot be one of the inputs');
 
-      const opened: FormatImage[] = [];
+      const input = await openInput(inputSpec(inputs, { ...opts, in: opts.format }, { kind: 'readonly' }));
       try {
-        for (const i of inputs) opened.push(await openImage([i], { format: opts.format, options: parseKeyValues(opts.inopts) }));
-        const disk: Disk = opened.length === 1 ? opened[0]! : new ConcatDisk(opened);
+        const disk = input.disk;
         const progress = startProgress(!!opts.progress, disk.size, 'convert');
         try {
-          await fmt.write(disk, out, {
-            options,
-            compress: !!opts.compress,
-            progress,
-            identity: opened.map((i) => i.identity()).join('|'),
-            depth,
-          });
+          await fmt.write(disk, out, { options, compress: !!opts.compress, progress, identity: input.identity, depth });
         } finally {
           progress.stop();
         }
       } finally {
-        for (const i of opened) await i.close().catch(() => undefined);
+        await input.disk.close().catch(() => undefined);
+        for (const i of input.images) await i.close().catch(() => undefined);
       }
     });
 }

@@ -7,7 +7,7 @@ import { patternBytes, tempDir } from '../../../test/harness/tools.js';
 import { compareDisks } from '../cli/compare.js';
 import { mapEntries } from '../cli/map.js';
 import { firstDifference, isAllZero, orderedPipeline } from './blocks.js';
-import { ConcatDisk } from './concat.js';
+import { ConcatLayer } from '../../layers/combine.js';
 import { feedRange } from './feed.js';
 import { findOutput } from './writers/index.js';
 import { vhdGeometry } from './writers/vhd.js';
@@ -81,7 +81,7 @@ test('convert: a read failure half way leaves no output and no temporary file', 
     }
     assert.deepEqual(readdirSync(dir), []);
     // And a good run of the same disk through concat works.
-    await findOutput('raw')!.write(new ConcatDisk([d, layered()]), join(dir, 'ok.raw'), ctx);
+    await findOutput('raw')!.write(new ConcatLayer([d, layered()]), join(dir, 'ok.raw'), ctx);
     const got = readFileSync(join(dir, 'ok.raw'));
     assert.equal(got.length, 12 * MiB);
     assert.deepEqual(new Uint8Array(got.subarray(0, 8 * MiB)), d.data);
