@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { openImage } from '../../src/formats/registry.js';
 import { findOutput } from '../../src/frontends/convert/writers/index.js';
 import { parseKeyValues } from '../../src/frontends/cli/common.js';
+import { makeQcow2Chain } from '../harness/chain.js';
 import { anydisk, patternBytes, run, tempDir, tryRun } from '../harness/tools.js';
 
 const execFileP = promisify(execFile);
@@ -37,18 +38,24 @@ const TARGETS: Array<{ fmt: string; qemu: string; opts?: string[]; check?: boole
   { fmt: 'vmdk', qemu: 'vmdk', opts: ['-o', 'subformat=streamOptimized'], check: true },
   { fmt: 'vhdx', qemu: 'vhdx', check: true },
   { fmt: 'vhdx', qemu: 'vhdx', opts: ['-o', 'block_size=1M,block_state_zero=off'], check: true },
+  // Made from the views (vdi static, vhd fixed, vmdk monolithicFlat).
+  { fmt: 'vdi', qemu: 'vdi', opts: ['-o', 'static=on'], check: true },
+  { fmt: 'vpc', qemu: 'vpc', opts: ['-o', 'subformat=fixed'] },
+  { fmt: 'vmdk', qemu: 'vmdk', opts: ['-o', 'subformat=monolithicFlat'], check: true },
 ];
 
 test('convert: every output format is identical to the input for qemu-img (and check-clean)', async () => {
   const { dir, cleanup } = tempDir('conv');
   try {
-    const input = join(dir, 'in.raw');
-    makeInput(input);
+    // Input: a qcow2 chain (data at three depths, zero clusters, unallocated space).
+    const input = join(dir, 'flat.raw');
+    const chain = makeQcow2Chain(dir);
+    run('qemu-img', ['convert', '-O', 'raw', chain, input]);
     // The CLI for one target, the library (same code, no process start) for the rest.
-    const cli = anydisk(['convert', '-p', '-O', 'qcow2', '-c', input, join(dir, 'cli.qcow2')]);
+    const cli = anydisk(['convert', '-p', '-O', 'qcow2', '-c', chain, join(dir, 'cli.qcow2')]);
     assert.equal(cli.status, 0, cli.stderr);
     assert.match(run('qemu-img', ['check', join(dir, 'cli.qcow2')]), /No errors were found/);
-    const img = await openImage([input]);
+    const img = await openImage([chain]);
     try {
       for (const [i, t] of TARGETS.entries()) {
         const out = join(dir, `out${i}.${t.fmt}`);
@@ -74,6 +81,8 @@ test('convert: every output format is identical to the input for qemu-img (and c
       }),
     );
     assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.tmp')), [], 'no temporary files left');
+    // The qcow2 output keeps the chain's data and nothing else: 4 data clusters (0, 64k, 128k, 3M).
+    assert.match(run('qemu-img', ['check', join(dir, 'out1.qcow2')]), /4\/64 = 6.25% allocated/);
   } finally {
     cleanup();
   }
@@ -124,15 +133,18 @@ test('convert: several inputs are concatenated; bad arguments and failures leave
   }
 });
 
-test('map: JSON matches qemu-img map on raw; human output lists data', async () => {
+test('map: JSON matches qemu-img map on raw and on a qcow2 chain; human output lists data', async () => {
   const { dir, cleanup } = tempDir('map');
   try {
     const input = join(dir, 'in.raw');
     makeInput(input);
-    const ours = JSON.parse(anydisk(['map', '--output=json', input]).stdout) as Array<Record<string, unknown>>;
-    const theirs = JSON.parse(run('qemu-img', ['map', '--output=json', '-f', 'raw', input])) as Array<Record<string, unknown>>;
-    assert.deepEqual(ours, theirs.map(({ offset: _o, ...rest }) => rest));
-    assert.equal(ours.length, 1);
+    const chain = makeQcow2Chain(dir);
+    for (const img of [input, chain]) {
+      const ours = JSON.parse(anydisk(['map', '--output=json', img]).stdout) as Array<Record<string, unknown>>;
+      const theirs = JSON.parse(run('qemu-img', ['map', '--output=json', img])) as Array<Record<string, unknown>>;
+      assert.deepEqual(ours, theirs.map(({ offset: _o, ...rest }) => rest), img);
+      if (img === input) assert.equal(ours.length, 1);
+    }
     const human = anydisk(['map', input]).stdout.split('\n');
     assert.match(human[0]!, /^Offset\s+Length\s+Mapped to\s+File$/);
     assert.match(human[1]!, /^0\s+0x800000\s+/);
@@ -146,8 +158,8 @@ test('compare: messages and exit codes match qemu-img compare', async () => {
   try {
     const a = join(dir, 'a.raw');
     const data = makeInput(a);
-    const same = join(dir, 'same.raw');
-    assert.equal(anydisk(['convert', '-O', 'raw', a, same]).status, 0);
+    const same = join(dir, 'same.qcow2');
+    assert.equal(anydisk(['convert', '-O', 'qcow2', a, same]).status, 0);
     const diff = join(dir, 'diff.raw');
     const d2 = new Uint8Array(data);
     d2[3 * MiB + 777] ^= 1;

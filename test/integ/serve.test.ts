@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeQcow2Chain } from '../harness/chain.js';
 import { startServe } from '../harness/serve-process.js';
 import { patternBytes, run, tempDir, tryRun } from '../harness/tools.js';
 
@@ -94,6 +95,55 @@ test('serve: TCP on 127.0.0.1 with an ephemeral port', async () => {
       assert.equal(await s.stop(), 0);
     }
   } finally {
+    cleanup();
+  }
+});
+
+async function waitForNbd(uri: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (tryRun('nbdinfo', ['--size', uri]).status === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${uri} never answered`);
+}
+
+test('serve: a 3-deep qcow2 chain reads byte-exact and maps exactly like qemu-nbd', async () => {
+  const { dir, cleanup } = tempDir('servechain');
+  const top = makeQcow2Chain(dir);
+  const flat = join(dir, 'flat.raw');
+  run('qemu-img', ['convert', '-O', 'raw', top, flat]);
+  const ours = join(dir, 'a.sock');
+  const theirs = join(dir, 'q.sock');
+  const qemuNbd = spawn('qemu-nbd', ['-r', '-A', '-t', '-k', theirs, '-f', 'qcow2', top], { stdio: 'ignore' });
+  const s = await startServe(['--socket', ours, top]);
+  try {
+    const uri = `nbd+unix:///?socket=${ours}`;
+    const quri = `nbd+unix:///?socket=${theirs}`;
+    await waitForNbd(quri);
+    for (const ctx of ['base:allocation', 'qemu:allocation-depth']) {
+      const a = run('nbdinfo', [`--map=${ctx}`, uri]);
+      assert.equal(a, run('nbdinfo', [`--map=${ctx}`, quri]), ctx);
+      if (ctx === 'base:allocation') assert.match(a, /hole,zero/);
+      else for (const d of ['local', 'backing depth 2', 'backing depth 3', 'absent']) assert.ok(a.includes(d), `${d} in\n${a}`);
+    }
+    const copy = join(dir, 'copy.raw');
+    run('nbdcopy', [uri, copy]);
+    assert.deepEqual(readFileSync(copy), readFileSync(flat));
+    assert.match(run('qemu-img', ['compare', '-f', 'qcow2', top, uri]), /Images are identical/);
+    const mnt = join(dir, 'mnt');
+    mkdirSync(mnt);
+    const fuse = spawn('nbdfuse', [mnt, '--unix', ours], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && !existsSync(join(mnt, 'nbd')); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(readFileSync(join(mnt, 'nbd')), readFileSync(flat));
+    } finally {
+      tryRun('fusermount3', ['-u', mnt]);
+      await new Promise((r) => (fuse.exitCode !== null ? r(null) : fuse.once('exit', r)));
+    }
+  } finally {
+    qemuNbd.kill('SIGTERM');
+    await new Promise((r) => (qemuNbd.exitCode !== null ? r(null) : qemuNbd.once('exit', r)));
+    assert.equal(await s.stop(), 0);
     cleanup();
   }
 });

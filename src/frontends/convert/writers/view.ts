@@ -38,38 +38,44 @@ export async function writeView(viewName: string, what: string, disk: Disk, path
 async function materialise(file: ViewFile, disk: Disk, sink: FileSink, ctx: WriteContext): Promise<void> {
   if (file instanceof RegionFile) {
     for (const r of file.regions) {
-      if (r.kind === 'bytes') {
-        if (!isAllZero(r.data)) await sink.pwrite(r.data, r.start);
-      } else if (r.kind === 'disk') {
+      if (r.kind === 'zero') continue;
+      if (r.kind === 'disk') {
         await feedRange(disk, r.diskOffset, r.diskOffset + r.length, GRANULE, {
           async put(off, data) {
             await sink.skipTo(r.start + off - r.diskOffset);
             await sink.append(data);
           },
         }, { progress: ctx.progress, depth: ctx.depth });
+      } else {
+        // Header bytes, generated tables, anything else: read through the view file itself.
+        await copyThrough(file, sink, r.start, r.start + r.length, ctx, false);
       }
     }
     return;
   }
-  // A view file without a region map: read it through, skipping zero blocks.
+  await copyThrough(file, sink, 0, file.size, ctx, true);
+}
+
+/** Copy [start, end) of a view file by reading it, leaving all-zero 64 KiB pieces as holes. */
+async function copyThrough(file: ViewFile, sink: FileSink, start: number, end: number, ctx: WriteContext, count: boolean): Promise<void> {
   const CHUNK = 4 * 1024 * 1024;
-  const n = Math.ceil(file.size / CHUNK);
+  const n = Math.ceil((end - start) / CHUNK);
   await orderedPipeline(
     n,
     ctx.depth,
     async (i) => {
-      const buf = new Uint8Array(Math.min(CHUNK, file.size - i * CHUNK));
-      await file.read(buf, i * CHUNK);
+      const buf = new Uint8Array(Math.min(CHUNK, end - start - i * CHUNK));
+      await file.read(buf, start + i * CHUNK);
       return buf;
     },
     async (buf, i) => {
       for (let p = 0; p < buf.length; p += GRANULE) {
         const part = buf.subarray(p, Math.min(buf.length, p + GRANULE));
         if (isAllZero(part)) continue;
-        await sink.skipTo(i * CHUNK + p);
+        await sink.skipTo(start + i * CHUNK + p);
         await sink.append(part);
       }
-      ctx.progress.add(buf.length);
+      if (count) ctx.progress.add(buf.length);
     },
   );
 }
