@@ -147,3 +147,32 @@ test('serve: a 3-deep qcow2 chain reads byte-exact and maps exactly like qemu-nb
     cleanup();
   }
 });
+
+test('serve --tls-cert: STARTTLS with nbdinfo/nbdcopy; plain clients get TLS_REQD', async () => {
+  const { dir, cleanup } = tempDir('servetls');
+  try {
+    const img = join(dir, 'disk.img');
+    const data = makeRaw(img);
+    const key = join(dir, 'server-key.pem');
+    const cert = join(dir, 'server-cert.pem');
+    run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost']);
+    writeFileSync(join(dir, 'ca-cert.pem'), readFileSync(cert));
+    const sock = join(dir, 'nbd.sock');
+    const s = await startServe(['--socket', sock, '--tls-cert', cert, '--tls-key', key, img]);
+    try {
+      assert.equal(s.uri, `nbds+unix:///?socket=${sock}`);
+      const uri = `nbds+unix:///?socket=${sock}&tls-certificates=${dir}`;
+      assert.equal(run('nbdinfo', ['--size', uri]).trim(), String(4 * MiB));
+      const copy = join(dir, 'copy.raw');
+      run('nbdcopy', [uri, copy]);
+      assert.deepEqual(new Uint8Array(readFileSync(copy)), data);
+      const plain = tryRun('nbdinfo', ['--size', `nbd+unix:///?socket=${sock}`]);
+      assert.notEqual(plain.status, 0);
+      assert.match(plain.stderr, /requires TLS/);
+    } finally {
+      assert.equal(await s.stop(), 0);
+    }
+  } finally {
+    cleanup();
+  }
+});

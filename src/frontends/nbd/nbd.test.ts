@@ -289,3 +289,37 @@ test('nbd: server close answers new requests, finishes in-flight ones and closes
     cleanup();
   }
 });
+
+test('nbd: TLS required: options before STARTTLS get TLS_REQD, EXPORT_NAME is dropped, STARTTLS with data is invalid', async () => {
+  const { dir, cleanup } = tempDir('nbdtls');
+  try {
+    const key = join(dir, 'k.pem');
+    const cert = join(dir, 'c.pem');
+    await execFileP('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost']);
+    const { readFileSync } = await import('node:fs');
+    const sock = join(dir, 's');
+    const server = new NbdServer({ exports: [{ name: '', disk: new MemoryDisk(4096) }], tls: { cert: readFileSync(cert), key: readFileSync(key) } });
+    await server.listen({ socket: sock });
+    try {
+      let c = await RawNbdClient.connect(sock);
+      await c.hello();
+      assert.equal((await c.option(7, RawNbdClient.infoData('')))[0]!.type, 0x80000005, 'GO before TLS');
+      assert.equal((await c.option(3))[0]!.type, 0x80000005, 'LIST before TLS');
+      assert.equal((await c.option(5, Buffer.from('x')))[0]!.type, 0x80000003, 'STARTTLS with data');
+      assert.equal((await c.option(2))[0]!.type, 1, 'ABORT still works');
+      c.close();
+      c = await RawNbdClient.connect(sock);
+      await c.hello();
+      c.sendOption(1, Buffer.alloc(0));
+      assert.ok(await c.waitClosed(), 'EXPORT_NAME before TLS');
+      c = await RawNbdClient.connect(sock);
+      await c.hello();
+      assert.equal((await c.option(5))[0]!.type, 1, 'STARTTLS acknowledged');
+      c.close();
+    } finally {
+      await server.close();
+    }
+  } finally {
+    cleanup();
+  }
+});

@@ -89,10 +89,11 @@ export class NbdServer implements ConnectionHost {
       await attempt();
     }
     server.on('error', (err) => this.log(`server: ${err.message}`));
-    if ('socket' in target) return `nbd+unix:///?socket=${target.socket}`;
+    const scheme = this.tls ? 'nbds' : 'nbd';
+    if ('socket' in target) return `${scheme}+unix:///?socket=${target.socket}`;
     const a = server.address() as AddressInfo;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return `nbd://${host}:${a.port}/`;
+    return `${scheme}://${host}:${a.port}/`;
   }
 
   /** The TCP port actually bound (for --port 0). */
