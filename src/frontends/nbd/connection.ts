@@ -18,6 +18,8 @@ export interface ConnectionHost {
   /** TLS credentials; required = FORCEDTLS mode (every option but STARTTLS/ABORT needs TLS first). */
   tls?: { context: SecureContext; required: boolean };
   readonly shuttingDown: boolean;
+  /** Milliseconds a client has to finish the handshake (idle connections hold a client slot). */
+  readonly handshakeTimeoutMs: number;
   log(msg: string): void;
 }
 
@@ -77,14 +79,21 @@ export class NbdConnection {
 
   /** Run the whole session; resolves when the connection is closed (never rejects). */
   async run(): Promise<void> {
+    const deadline = setTimeout(() => {
+      this.host.log(`client ${this.id}: handshake not finished after ${this.host.handshakeTimeoutMs} ms; disconnecting`);
+      this.stream.destroy();
+    }, this.host.handshakeTimeoutMs);
+    deadline.unref();
     try {
       await this.handshake();
       const exp = await this.negotiate();
+      clearTimeout(deadline);
       if (exp) await this.transmission(exp);
     } catch (err) {
       if (err instanceof ProtocolViolation) this.host.log(`client ${this.id}: ${err.message}; disconnecting`);
       else if (!(err instanceof ConnectionClosed)) this.host.log(`client ${this.id}: ${(err as Error)?.message ?? err}`);
     } finally {
+      clearTimeout(deadline);
       await this.idle();
       this.close();
     }

@@ -201,3 +201,27 @@ test('nbd fuzz: protocol violations get a hard disconnect, option errors do not'
     cleanup();
   }
 });
+
+test('nbd fuzz: a client that never finishes the handshake is dropped after the timeout', async () => {
+  const { dir, cleanup } = tempDir('nbdslow');
+  const sock = join(dir, 's');
+  const server = new NbdServer({ exports: [{ name: '', disk: new MemoryDisk(4096) }], handshakeTimeoutMs: 200 });
+  await server.listen({ socket: sock });
+  try {
+    const idle = await RawNbdClient.connect(sock);
+    await idle.hello();
+    const t0 = Date.now();
+    assert.ok(await idle.waitClosed(3000));
+    assert.ok(Date.now() - t0 < 2500);
+    // A client that reaches transmission is not subject to it.
+    const c = await RawNbdClient.connect(sock);
+    await c.open('');
+    await new Promise((r) => setTimeout(r, 400));
+    c.request(0, 1n, 0, 16);
+    assert.equal(((await c.reply()) as { error: number }).error, 0);
+    c.close();
+  } finally {
+    await server.close();
+    cleanup();
+  }
+});

@@ -16,6 +16,8 @@ export interface NbdServerOptions {
   log?: (msg: string) => void;
   /** Most clients connected at once; further ones are closed at accept. */
   maxClients?: number;
+  /** Time allowed for the handshake (default 60 s). */
+  handshakeTimeoutMs?: number;
 }
 
 export type ListenTarget = { socket: string } | { port: number; host?: string };
@@ -31,6 +33,7 @@ export class NbdServer implements ConnectionHost {
   private socketPath?: string;
   private readonly logFn: (msg: string) => void;
   private readonly maxClients: number;
+  readonly handshakeTimeoutMs: number;
 
   constructor(opts: NbdServerOptions) {
     if (opts.exports.length === 0) throw new InvalidArgumentError('no export to serve');
@@ -44,6 +47,7 @@ export class NbdServer implements ConnectionHost {
     }
     this.logFn = opts.log ?? (() => undefined);
     this.maxClients = opts.maxClients ?? 256;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 60_000;
   }
 
   get shuttingDown(): boolean {
