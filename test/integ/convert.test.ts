@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { openImage } from '../../src/formats/registry.js';
 import { findOutput } from '../../src/frontends/convert/writers/index.js';
 import { parseKeyValues } from '../../src/frontends/cli/common.js';
+import { compareDisks } from '../../src/frontends/cli/compare.js';
 import { makeQcow2Chain } from '../harness/chain.js';
 import { anydisk, patternBytes, run, tempDir, tryRun } from '../harness/tools.js';
 
@@ -81,6 +82,20 @@ test('convert: every output format is identical to the input for qemu-img (and c
       }),
     );
     assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.tmp')), [], 'no temporary files left');
+    // anydisk's own readers agree too.
+    const src = await openImage([chain]);
+    try {
+      for (const [i, t] of TARGETS.entries()) {
+        const out = await openImage([join(dir, `out${i}.${t.fmt}`)], { format: t.qemu === 'vpc' ? 'vhd' : t.qemu });
+        try {
+          assert.deepEqual(await compareDisks(src, out), { kind: 'identical' }, `${t.fmt} ${t.opts} read back by anydisk`);
+        } finally {
+          await out.close();
+        }
+      }
+    } finally {
+      await src.close();
+    }
     // The qcow2 output keeps the chain's data and nothing else: 4 data clusters (0, 64k, 128k, 3M).
     assert.match(run('qemu-img', ['check', join(dir, 'out1.qcow2')]), /4\/64 = 6.25% allocated/);
   } finally {
