@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { openImage } from '../../src/formats/registry.js';
 import { findOutput } from '../../src/frontends/convert/writers/index.js';
 import { parseKeyValues } from '../../src/frontends/cli/common.js';
-import { compareDisks } from '../../src/frontends/cli/compare.js';
+import { compareDisks } from '../../src/frontends/convert/compare.js';
 import { makeQcow2Chain } from '../harness/chain.js';
 import { anydisk, patternBytes, run, tempDir, tryRun } from '../harness/tools.js';
 

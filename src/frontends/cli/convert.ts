@@ -5,16 +5,14 @@
 // --morph combine concatenates separate images as qemu-img convert does.
 import type { Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
-import { openInput } from '../input.js';
-import { startProgress } from '../convert/progress.js';
-import { findOutput, OUTPUTS } from '../convert/writers/index.js';
 import { collect, parseKeyValues, UsageError } from './common.js';
-import { inputSpec } from './mount.js';
+
+const FORMATS = 'raw, qcow2, vdi, vpc (vhd), vmdk, vhdx';
 
 export function register(program: Command): void {
   program
     .command('convert')
-    .description(`copy images into a new image of another format (${OUTPUTS.map((o) => o.name).join(', ')})`)
+    .description(`copy images into a new image of another format (${FORMATS})`)
     .argument('<files...>', 'input image(s) followed by the output file')
     .requiredOption('-O, --output-format <fmt>', 'output format (qemu-img names: raw, qcow2, vdi, vpc, vmdk, vhdx; also vhd)')
     .option('-f, --format <fmt>', 'input format (default: probe)')
@@ -32,8 +30,9 @@ export function register(program: Command): void {
       if (files.length < 2) throw new UsageError('convert needs at least one input and an output');
       const out = files[files.length - 1]!;
       const inputs = files.slice(0, -1);
+      const { findOutput } = await import('../convert/writers/index.js');
       const fmt = findOutput(opts.outputFormat);
-      if (!fmt) throw new UsageError(`unknown output format '${opts.outputFormat}' (${OUTPUTS.map((o) => o.name).join(', ')})`);
+      if (!fmt) throw new UsageError(`unknown output format '${opts.outputFormat}' (${FORMATS})`);
       const options = parseKeyValues(opts.options);
       for (const k of Object.keys(options)) {
         if (!fmt.options.includes(k)) throw new UsageError(`${fmt.name} does not take option '${k}' (${fmt.options.join(', ') || 'none'})`);
@@ -45,6 +44,9 @@ export function register(program: Command): void {
       if (!Number.isInteger(depth) || depth < 1 || depth > 64) throw new UsageError(`-m must be 1..64, not '${opts.parallel}'`);
       if (inputs.some((i) => resolve(i) === resolve(out))) throw new UsageError('the output cannot be one of the inputs');
 
+      const { openInput } = await import('../input.js');
+      const { inputSpec } = await import('./mount.js');
+      const { startProgress } = await import('../convert/progress.js');
       const input = await openInput(inputSpec(inputs, { ...opts, in: opts.format }, { kind: 'readonly' }));
       try {
         const disk = input.disk;

@@ -2,54 +2,8 @@
 // qemu-img's (start, length, depth, present, zero, data) so scripts can read either; host offsets
 // ("offset", "Mapped to") are not known through the Disk interface and are left out.
 import type { Command } from '@commander-js/extra-typings';
-import type { Disk, Extent } from '../../core/disk.js';
-import { openImage } from '../../formats/registry.js';
-import type { ImageInfo } from '../../formats/types.js';
-import { walkExtents } from '../convert/blocks.js';
+import type { MapEntry } from '../convert/map.js';
 import { collect, parseKeyValues, parseSize, UsageError } from './common.js';
-
-export interface MapEntry {
-  start: number;
-  length: number;
-  depth: number;
-  present: boolean;
-  zero: boolean;
-  data: boolean;
-}
-
-/** Files of the chain, top first (depth 0 = the image itself). */
-export function chainFiles(info: ImageInfo): string[] {
-  const out: string[] = [];
-  for (let cur: ImageInfo | undefined = info; cur; cur = cur['backing-image']) out.push(cur.filename);
-  return out;
-}
-
-/** qemu's view of one extent: unallocated ranges report the depth of the bottom of the chain. */
-export function mapEntry(e: Extent, bottomDepth: number): MapEntry {
-  switch (e.kind) {
-    case 'data':
-      return { start: e.offset, length: e.length, depth: e.depth ?? 0, present: true, zero: false, data: true };
-    case 'zero':
-      return { start: e.offset, length: e.length, depth: e.depth ?? 0, present: true, zero: true, data: false };
-    default:
-      return { start: e.offset, length: e.length, depth: bottomDepth, present: false, zero: true, data: false };
-  }
-}
-
-/** Entries of [start, end), neighbours with equal fields merged. */
-export async function* mapEntries(image: Disk, start: number, end: number, bottom: number): AsyncGenerator<MapEntry> {
-  let pending: MapEntry | undefined;
-  for await (const e of walkExtents(image, start, end)) {
-    const m = mapEntry(e, bottom);
-    if (pending && pending.start + pending.length === m.start && pending.depth === m.depth && pending.present === m.present && pending.zero === m.zero && pending.data === m.data) {
-      pending.length += m.length;
-      continue;
-    }
-    if (pending) yield pending;
-    pending = m;
-  }
-  if (pending) yield pending;
-}
 
 function jsonLine(m: MapEntry): string {
   return `{ "start": ${m.start}, "length": ${m.length}, "depth": ${m.depth}, "present": ${m.present}, "zero": ${m.zero}, "data": ${m.data}}`;
@@ -71,6 +25,8 @@ export function register(program: Command): void {
     .option('-l, --max-length <n>', 'map at most this many bytes')
     .action(async (images, opts) => {
       if (opts.output !== 'human' && opts.output !== 'json') throw new UsageError(`--output must be human or json, not '${opts.output}'`);
+      const { openImage } = await import('../../formats/registry.js');
+      const { chainFiles, mapEntries } = await import('../convert/map.js');
       const img = await openImage(images, { format: opts.format, options: parseKeyValues(opts.inopts) });
       try {
         const start = Math.min(parseSize(opts.startOffset, 'start offset'), img.size);

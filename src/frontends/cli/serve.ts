@@ -6,11 +6,10 @@
 import type { Command } from '@commander-js/extra-typings';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { openInput, type OpenedInput, type WriteMode } from '../input.js';
+import type { OpenedInput, WriteMode } from '../input.js';
 import type { ExportSpec } from '../nbd/export.js';
-import { NbdServer, type ListenTarget } from '../nbd/server.js';
+import type { ListenTarget } from '../nbd/server.js';
 import { collect, isDebug, UsageError } from './common.js';
-import { inputSpec } from './mount.js';
 
 export function register(program: Command): void {
   program
@@ -63,6 +62,9 @@ export function register(program: Command): void {
             : { kind: 'readonly' };
       const inputOpts = { ...opts, in: opts.format ?? opts.in };
 
+      const { openInput } = await import('../input.js');
+      const { inputSpec } = await import('./mount.js');
+      const { NbdServer } = await import('../nbd/server.js');
       const opened: OpenedInput[] = [];
       try {
         const main = await openInput(inputSpec(images, inputOpts, write));
