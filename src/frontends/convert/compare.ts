@@ -47,6 +47,13 @@ function sector(n: number): number {
   return Math.floor(n / 512) * 512;
 }
 
+/** Reused read buffers (fresh multi-MiB buffers cost page faults and GC). */
+const pool: Buffer[] = [];
+const take = (n: number) => (pool.pop() ?? Buffer.allocUnsafe(BLOCK)).subarray(0, n);
+const give = (b: Uint8Array | undefined) => {
+  if (b && pool.length < 2 * DEPTH + 2) pool.push(Buffer.from(b.buffer, b.byteOffset, BLOCK));
+};
+
 async function runTasks(a: Disk, b: Disk, tasks: Task[], progress: Progress): Promise<CompareResult | undefined> {
   let result: CompareResult | undefined;
   await orderedPipeline(
@@ -55,8 +62,14 @@ async function runTasks(a: Disk, b: Disk, tasks: Task[], progress: Progress): Pr
     async (i) => {
       const t = tasks[i]!;
       if (t.status) return [undefined, undefined] as const;
-      const [ba, bb] = [t.readA ? new Uint8Array(t.length) : undefined, t.readB ? new Uint8Array(t.length) : undefined];
-      await Promise.all([ba && a.read(ba, t.offset), bb && b.read(bb, t.offset)]);
+      const [ba, bb] = [t.readA ? take(t.length) : undefined, t.readB ? take(t.length) : undefined];
+      try {
+        await Promise.all([ba && a.read(ba, t.offset), bb && b.read(bb, t.offset)]);
+      } catch (err) {
+        give(ba);
+        give(bb);
+        throw err;
+      }
       return [ba, bb] as const;
     },
     ([ba, bb], i) => {
@@ -72,6 +85,8 @@ async function runTasks(a: Disk, b: Disk, tasks: Task[], progress: Progress): Pr
         if (!isAllZero(one)) at = firstNonZero(one);
       }
       progress.add(t.length);
+      give(ba);
+      give(bb);
       if (at >= 0) {
         result = { kind: 'mismatch', offset: sector(t.offset + at) };
         return false;

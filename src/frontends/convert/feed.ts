@@ -10,7 +10,8 @@ export interface GranuleSink<P = unknown> {
   prepare?(offset: number, data: Uint8Array): Promise<P>;
   /**
    * A non-zero granule at disk offset `offset` (granule-aligned relative to the range start). data
-   * is one granule long, shorter only at the end of the range. Called in ascending order.
+   * is one granule long, shorter only at the end of the range. Called in ascending order. data is
+   * only valid until put() resolves (its buffer is reused): copy what must be kept.
    */
   put(offset: number, data: Uint8Array, prepared: P): Promise<void>;
 }
@@ -29,11 +30,24 @@ interface Piece<P> {
   prepared: P;
 }
 
+/** Read buffers are reused: a fresh multi-MiB buffer per read costs page faults and GC. */
+class BufferPool {
+  private free: Buffer[] = [];
+  constructor(private readonly size: number) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+  give(b: Buffer): void {
+    if (this.free.length < 64) this.free.push(b);
+  }
+}
+
 export async function feedRange<P>(disk: Disk, start: number, end: number, granule: number, sink: GranuleSink<P>, opts: FeedOptions = {}): Promise<void> {
   const depth = opts.depth ?? 8;
   const chunk = Math.max(granule, Math.floor((opts.chunk ?? 4 * 1024 * 1024) / granule) * granule);
   const window = Math.max(granule, Math.floor(EXTENT_WINDOW / granule) * granule);
   const progress = opts.progress;
+  const pool = new BufferPool(chunk);
   for (let w = start; w < end; w += window) {
     const wend = Math.min(end, w + window);
     const extents = await disk.extents(w, wend - w);
@@ -57,10 +71,16 @@ export async function feedRange<P>(disk: Disk, start: number, end: number, granu
     await orderedPipeline(
       chunks.length,
       depth,
-      async (i): Promise<Piece<P>[]> => {
+      async (i): Promise<{ whole: Buffer; pieces: Piece<P>[] }> => {
         const [s, e] = chunks[i]!;
-        const buf = new Uint8Array(e - s);
-        await disk.read(buf, s);
+        const whole = pool.take();
+        const buf = whole.subarray(0, e - s);
+        try {
+          await disk.read(buf, s);
+        } catch (err) {
+          pool.give(whole);
+          throw err;
+        }
         const pieces: Piece<P>[] = [];
         for (let p = 0; p < buf.length; p += granule) {
           const data = buf.subarray(p, Math.min(buf.length, p + granule));
@@ -68,10 +88,12 @@ export async function feedRange<P>(disk: Disk, start: number, end: number, granu
           pieces.push({ offset: s + p, data, prepared: undefined as P });
         }
         if (sink.prepare) await Promise.all(pieces.map(async (pc) => (pc.prepared = await sink.prepare!(pc.offset, pc.data))));
-        return pieces;
+        return { whole, pieces };
       },
-      async (pieces, i) => {
+      async ({ whole, pieces }, i) => {
+        // put() copies or finishes writing before it returns, so the buffer can be reused after.
         for (const pc of pieces) await sink.put(pc.offset, pc.data, pc.prepared);
+        pool.give(whole);
         const [s, e] = chunks[i]!;
         progress?.add(e - s);
       },
