@@ -10,6 +10,7 @@ import type { Extent } from '../../core/disk.js';
 import { allocationFlags, depthValue, descriptors, nbdErrno, type NbdExport } from './export.js';
 import { decodeString, listMatches, OptionError, parseInfoRequest, parseMetaRequest } from './options.js';
 import * as P from './protocol.js';
+import { chunkHeader, flagsFor, infoString, ReadBufferPool, writeZeroBuffers } from './replies.js';
 import { ConnectionClosed, WireReader } from './wire-reader.js';
 
 export interface ConnectionHost {
@@ -64,6 +65,7 @@ export class NbdConnection {
   private waiters: Array<() => void> = [];
   private stopping = false;
   private closed = false;
+  private readonly pool = new ReadBufferPool();
 
   constructor(
     private readonly host: ConnectionHost,
@@ -118,12 +120,21 @@ export class NbdConnection {
   // ---- output -------------------------------------------------------------------------------
 
   private send(...parts: Uint8Array[]): void {
-    if (this.closed || this.stream.destroyed) return;
+    this.sendThen(undefined, parts);
+  }
+
+  /** Write parts back to back; `done` runs once the stream has taken all of them (or failed). */
+  private sendThen(done: (() => void) | undefined, parts: Uint8Array[]): void {
+    if (this.closed || this.stream.destroyed) {
+      done?.();
+      return;
+    }
     const s = this.stream as Duplex & { cork(): void; uncork(): void };
     s.cork();
-    for (const p of parts) s.write(p);
+    parts.forEach((p, i) => (i === parts.length - 1 && done ? s.write(p, () => done()) : s.write(p)));
     s.uncork();
   }
+
 
   // ---- handshake and options ----------------------------------------------------------------
 
@@ -466,12 +477,17 @@ export class NbdConnection {
     const disk = this.exp!.disk;
     const { offset, length } = req;
     if (!this.structured) {
-      const buf = Buffer.allocUnsafe(length);
-      if (length) await disk.read(buf, offset);
+      const buf = this.pool.take(length);
+      try {
+        if (length) await disk.read(buf, offset);
+      } catch (err) {
+        this.pool.give(buf);
+        throw err;
+      }
       const h = Buffer.alloc(16);
       h.writeUInt32BE(P.SIMPLE_REPLY_MAGIC, 0);
       req.cookie.copy(h, 8);
-      this.send(h, buf);
+      this.sendThen(() => this.pool.give(buf), [h, buf]);
       return;
     }
     if (length === 0) {
@@ -479,8 +495,14 @@ export class NbdConnection {
       return;
     }
     const runs = length >= HOLE_READ_MIN && !(req.flags & P.CMD_FLAG_DF) ? await this.readRuns(offset, length) : [{ start: offset, end: offset + length, hole: false }];
-    const buf = Buffer.allocUnsafe(length);
-    await Promise.all(runs.filter((r) => !r.hole).map((r) => disk.read(buf.subarray(r.start - offset, r.end - offset), r.start)));
+    const buf = this.pool.take(length);
+    // Wait for every read before handing the buffer back, even when one fails.
+    const results = await Promise.allSettled(runs.filter((r) => !r.hole).map((r) => disk.read(buf.subarray(r.start - offset, r.end - offset), r.start)));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) {
+      this.pool.give(buf);
+      throw (failed as PromiseRejectedResult).reason;
+    }
     const parts: Uint8Array[] = [];
     runs.forEach((r, i) => {
       const flags = i === runs.length - 1 ? P.REPLY_FLAG_DONE : 0;
@@ -493,7 +515,7 @@ export class NbdConnection {
         parts.push(chunkHeader(req.cookie, flags, P.REPLY_TYPE_OFFSET_DATA, 8 + r.end - r.start), pos, buf.subarray(r.start - offset, r.end - offset));
       }
     });
-    this.send(...parts);
+    this.sendThen(() => this.pool.give(buf), parts);
   }
 
   /** Split a read into data runs and hole runs (zero or unallocated extents of at least HOLE_MIN). */
@@ -538,46 +560,5 @@ export class NbdConnection {
       parts.push(chunkHeader(req.cookie, i === names.length - 1 ? P.REPLY_FLAG_DONE : 0, P.REPLY_TYPE_BLOCK_STATUS, payload.length), payload);
     });
     this.send(...parts);
-  }
-}
-
-function flagsFor(type: number, structured: boolean): number {
-  switch (type) {
-    case P.CMD_READ:
-      return structured ? P.CMD_FLAG_DF : 0;
-    case P.CMD_WRITE_ZEROES:
-      return P.CMD_FLAG_NO_HOLE;
-    case P.CMD_BLOCK_STATUS:
-      return P.CMD_FLAG_REQ_ONE;
-    default:
-      return 0;
-  }
-}
-
-function chunkHeader(cookie: Buffer, flags: number, type: number, length: number): Buffer {
-  const h = Buffer.alloc(20);
-  h.writeUInt32BE(P.STRUCTURED_REPLY_MAGIC, 0);
-  h.writeUInt16BE(flags, 4);
-  h.writeUInt16BE(type, 6);
-  cookie.copy(h, 8);
-  h.writeUInt32BE(length, 16);
-  return h;
-}
-
-function infoString(type: number, s: string): Buffer {
-  const b = Buffer.from(s);
-  const out = Buffer.alloc(2 + b.length);
-  out.writeUInt16BE(type, 0);
-  b.copy(out, 2);
-  return out;
-}
-
-const ZEROS = Buffer.alloc(1024 * 1024);
-
-/** WRITE_ZEROES with NO_HOLE: the range must stay allocated, so write real zero blocks. */
-async function writeZeroBuffers(exp: NbdExport, offset: number, length: number): Promise<void> {
-  for (let pos = offset; pos < offset + length; pos += ZEROS.length) {
-    const n = Math.min(ZEROS.length, offset + length - pos);
-    await exp.disk.write(ZEROS.subarray(0, n), pos);
   }
 }
