@@ -1,7 +1,9 @@
 // The format registry: one line per format. Order matters only for equal probe scores.
 import type { FormatDriver } from './types.js';
 import { rawDriver } from './raw/index.js';
+import { ewfDriver } from './ewf/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
+  ewfDriver,
 ];
