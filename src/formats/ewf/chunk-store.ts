@@ -66,6 +66,11 @@ interface Loc {
 }
 
 const MAX_RUN = 4 * 1024 * 1024;
+/**
+ * zlib jobs queued on the thread pool at once. More only adds memory (every job holds its own
+ * inflate state) and delays file reads that share the pool.
+ */
+const MAX_INFLATES = 8;
 const noop = () => undefined;
 
 function inflateAsync(buf: Uint8Array, opts: ZlibOptions): Promise<Buffer> {
@@ -101,6 +106,8 @@ export class ChunkStore {
   private readonly readahead: number;
   private readonly maxTableEntries: number;
   private lastEndChunk = -1;
+  private inflates = 0;
+  private readonly inflateWaiters: Array<() => void> = [];
 
   constructor(
     readonly format: string,
@@ -259,7 +266,7 @@ export class ChunkStore {
       case ChunkKind.Zlib: {
         let out: Buffer;
         try {
-          out = await inflateAsync(stored, { maxOutputLength: this.chunkSize });
+          out = await this.inflateLimited(stored);
         } catch (err) {
           const e = err as NodeJS.ErrnoException;
           const msg = e.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the chunk size ${this.chunkSize}` : `zlib data is corrupt (${e.message})`;
@@ -300,6 +307,19 @@ export class ChunkStore {
         throw new UnsupportedFeatureError(this.format, `${this.where(i)} is bzip2-compressed (EnCase's non-standard bzip2)`, { file, offset: loc.offset });
       default:
         throw new CorruptImageError(this.format, `${this.where(i)}: unknown chunk kind ${loc.kind}`, { file, offset: loc.offset });
+    }
+  }
+
+  /** Inflate on the thread pool, at most MAX_INFLATES at a time, in one pass per chunk. */
+  private async inflateLimited(stored: Uint8Array): Promise<Buffer> {
+    if (this.inflates >= MAX_INFLATES) await new Promise<void>((r) => this.inflateWaiters.push(r));
+    this.inflates++;
+    try {
+      // An output buffer as large as the chunk: the whole chunk comes back in one pass.
+      return await inflateAsync(stored, { chunkSize: Math.max(1024, this.chunkSize + 64), maxOutputLength: this.chunkSize });
+    } finally {
+      this.inflates--;
+      this.inflateWaiters.shift()?.();
     }
   }
 

@@ -1,7 +1,9 @@
 // Every CLI command, one line each. A command file exports register(program).
 import type { Command } from '@commander-js/extra-typings';
 import { register as info } from './info.js';
+import { register as verify } from './verify.js';
 
 export const COMMANDS: Array<(program: Command) => void> = [
   info,
+  verify,
 ];
