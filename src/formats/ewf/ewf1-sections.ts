@@ -63,11 +63,14 @@ export async function walkSectionsV1(src: ByteSource): Promise<SectionV1[]> {
       out.push({ type, offset: off, end: off + DESCRIPTOR_SIZE, dataOffset: off + DESCRIPTOR_SIZE, dataSize: 0 });
       return out;
     }
-    if (next < off + DESCRIPTOR_SIZE || next > src.size) {
-      throw new CorruptImageError(F, `section '${type}' points to next section at ${next}, outside ${off + DESCRIPTOR_SIZE}..${src.size}`, {
+    if (next > src.size) {
+      throw new CorruptImageError(F, `section '${type}' extends to ${next}, past the end of the file (size ${src.size}): segment truncated?`, {
         file: src.name,
         offset: off,
       });
+    }
+    if (next < off + DESCRIPTOR_SIZE) {
+      throw new CorruptImageError(F, `section '${type}' points to next section at ${next}, before its own end ${off + DESCRIPTOR_SIZE}`, { file: src.name, offset: off });
     }
     if (size !== 0 && size !== next - off) {
       throw new CorruptImageError(F, `section '${type}' size ${size} disagrees with its next offset ${next} (size ${next - off} expected)`, {

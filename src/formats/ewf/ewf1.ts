@@ -110,8 +110,8 @@ async function build(segs: OpenedSegment<SectionV1[]>[], storeOpts: ChunkStoreOp
             if (!v.checksumOk) throw new CorruptImageError(F, `'${s.type}' section checksum mismatch`, { file: src.name, offset: s.dataOffset });
             media = v;
             mediaFrom = `${s.type} section of ${src.name}`;
-          } else if (v.checksumOk && media.setIdentifier && v.setIdentifier && v.setIdentifier !== media.setIdentifier) {
-            throw new CorruptImageError(F, `segment ${si + 1} belongs to another image (set identifier ${v.setIdentifier}, not ${media.setIdentifier})`, {
+          } else if (v.checksumOk && !media.smart && !v.smart && v.setIdentifier !== media.setIdentifier) {
+            throw new CorruptImageError(F, `segment ${si + 1} belongs to another image (set identifier ${v.setIdentifier ?? 'none'}, not ${media.setIdentifier ?? 'none'})`, {
               file: src.name,
               offset: s.dataOffset,
             });

@@ -8,7 +8,7 @@ import { EVF1_SIGNATURE, LVF1_SIGNATURE, startsWith } from './ewf1-sections.js';
 import { openEwf1 } from './ewf1.js';
 import { EVF2_SIGNATURE, LEF2_SIGNATURE, openEwf2 } from './ewf2.js';
 import type { ChunkStoreOptions } from './chunk-store.js';
-import { InvalidArgumentError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
+import { CorruptImageError, InvalidArgumentError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes } from '../../sources/source.js';
 import type { FormatDriver, FormatImage, OpenContext } from '../types.js';
 
@@ -48,6 +48,6 @@ export const ewfDriver: FormatDriver = {
     if (startsWith(head, LVF1_SIGNATURE) || startsWith(head, LEF2_SIGNATURE)) {
       throw new UnsupportedFeatureError('ewf', 'logical evidence files (L01/Lx01) hold files, not a disk image', { file: ctx.source.name });
     }
-    throw new UnsupportedFeatureError('ewf', 'file does not start with an EWF signature', { file: ctx.source.name });
+    throw new CorruptImageError('ewf', 'not an EWF file (no EVF, EVF2 or LVF signature)', { file: ctx.source.name, offset: 0 });
   },
 };
