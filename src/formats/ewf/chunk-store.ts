@@ -11,7 +11,9 @@
 import { inflate, type ZlibOptions } from 'node:zlib';
 import { adler32 } from './adler32.js';
 import { checkRange } from '../../core/disk.js';
-import { ChecksumError, CorruptImageError, IoError, UnsupportedFeatureError } from '../../core/errors.js';
+import { AnydiskError, ChecksumError, CorruptImageError, IoError, UnsupportedFeatureError } from '../../core/errors.js';
+import { inflatePool } from './inflate-pool.js';
+import type { InflateResult } from './inflate-worker.js';
 import type { ByteSource } from '../../sources/source.js';
 
 export const enum ChunkKind {
@@ -55,6 +57,8 @@ export interface ChunkStoreOptions {
   readahead?: number;
   /** Table entries to keep loaded (default 2M). */
   tableEntries?: number;
+  /** Where zlib runs: worker threads (default) or zlib.inflate on the libuv thread pool. */
+  inflate?: 'workers' | 'threadpool';
 }
 
 interface Loc {
@@ -105,6 +109,7 @@ export class ChunkStore {
   private readonly maxCacheBytes: number;
   private readonly readahead: number;
   private readonly maxTableEntries: number;
+  private readonly inflateMode: 'workers' | 'threadpool';
   private lastEndChunk = -1;
   private inflates = 0;
   private readonly inflateWaiters: Array<() => void> = [];
@@ -122,6 +127,7 @@ export class ChunkStore {
     this.maxCacheBytes = Math.max(opts.cacheBytes ?? 64 * 1024 * 1024, 2 * chunkSize);
     this.readahead = opts.readahead ?? Math.max(2, Math.floor((1024 * 1024) / chunkSize));
     this.maxTableEntries = opts.tableEntries ?? 2_000_000;
+    this.inflateMode = opts.inflate ?? 'workers';
   }
 
   /** Fill dst with media bytes from offset. */
@@ -225,14 +231,63 @@ export class ChunkStore {
       for (const c of run) this.fail(c.i, c.d, err);
       return;
     }
+    // Stored chunks first (their bytes are copied out), then the deflated ones, which go to the
+    // worker pool in a few batches (each batch gets its own copy of its byte range).
+    const deflated: Array<{ i: number; d: Deferred<Uint8Array>; loc: Loc }> = [];
+    for (const c of run) {
+      if (c.loc.kind === ChunkKind.Zlib) {
+        deflated.push(c);
+        continue;
+      }
+      const stored = run.length === 1 ? buf : buf.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.size);
+      try {
+        this.succeed(c.i, c.d, this.decodeStored(c.i, c.loc, stored, seg.name, run.length === 1));
+      } catch (err) {
+        this.fail(c.i, c.d, err);
+      }
+    }
+    if (!deflated.length) return;
+    const pool = this.inflateMode === 'workers' ? inflatePool() : undefined;
+    if (!pool) {
+      await Promise.all(
+        deflated.map(async (c) => {
+          try {
+            const out = await this.inflateThreadpool(buf.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.size));
+            this.succeed(c.i, c.d, this.checkInflated(c.i, c.loc, out, seg.name));
+          } catch (err) {
+            this.fail(c.i, c.d, this.zlibError(c.i, c.loc, err, seg.name));
+          }
+        }),
+      );
+      return;
+    }
+    const groups = Math.min(pool.size, Math.ceil(deflated.length / 4));
+    const per = Math.ceil(deflated.length / groups);
     await Promise.all(
-      run.map(async (c) => {
-        const stored = run.length === 1 ? buf : buf.subarray(c.loc.offset - start, c.loc.offset - start + c.loc.size);
+      Array.from({ length: groups }, async (_, g) => {
+        const part = deflated.slice(g * per, (g + 1) * per);
+        if (!part.length) return;
+        const from = part[0]!.loc.offset - start;
+        const to = part[part.length - 1]!.loc.offset + part[part.length - 1]!.loc.size - start;
+        let results: InflateResult[];
         try {
-          this.succeed(c.i, c.d, await this.decode(c.i, c.loc, stored, seg.name, run.length === 1));
+          // The last batch takes the run buffer itself (stored chunks were copied out above).
+          const bytes = g === groups - 1 ? buf : buf.slice(from, to);
+          const base = g === groups - 1 ? 0 : from;
+          results = await pool.inflate(bytes, part.map((c) => [c.loc.offset - start - base, c.loc.size]), this.chunkSize);
         } catch (err) {
-          this.fail(c.i, c.d, err);
+          for (const c of part) this.fail(c.i, c.d, err);
+          return;
         }
+        part.forEach((c, k) => {
+          const r = results[k]!;
+          try {
+            if ('ok' in r) this.succeed(c.i, c.d, this.checkInflated(c.i, c.loc, r.ok, seg.name));
+            else throw this.zlibError(c.i, c.loc, Object.assign(new Error(r.message), { code: r.code }), seg.name);
+          } catch (err) {
+            this.fail(c.i, c.d, err);
+          }
+        });
       }),
     );
   }
@@ -260,26 +315,28 @@ export class ChunkStore {
     return `chunk ${i} (media offset 0x${(i * this.chunkSize).toString(16)})`;
   }
 
-  private async decode(i: number, loc: Loc, stored: Uint8Array, file: string, owned: boolean): Promise<Uint8Array> {
+  /** The error for a chunk whose zlib stream does not inflate. */
+  private zlibError(i: number, loc: Loc, err: unknown, file: string): Error {
+    if (err instanceof AnydiskError) return err;
+    const e = err as NodeJS.ErrnoException;
+    if (/incorrect data check/.test(e.message ?? '')) {
+      return new ChecksumError(`${this.format}: ${this.where(i)} fails its zlib Adler-32 checksum`, { file, offset: loc.offset, cause: err });
+    }
+    const msg = e.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the chunk size ${this.chunkSize}` : `zlib data is corrupt (${e.message})`;
+    return new CorruptImageError(this.format, `${this.where(i)}: ${msg}`, { file, offset: loc.offset, cause: err });
+  }
+
+  private checkInflated(i: number, loc: Loc, out: Uint8Array, file: string): Uint8Array {
+    const logical = this.logicalSize(i);
+    if (out.length < logical) {
+      throw new CorruptImageError(this.format, `${this.where(i)} decompresses to ${out.length} bytes, ${logical} expected`, { file, offset: loc.offset });
+    }
+    return out.length === logical ? out : out.slice(0, logical);
+  }
+
+  private decodeStored(i: number, loc: Loc, stored: Uint8Array, file: string, owned: boolean): Uint8Array {
     const logical = this.logicalSize(i);
     switch (loc.kind) {
-      case ChunkKind.Zlib: {
-        let out: Buffer;
-        try {
-          out = await this.inflateLimited(stored);
-        } catch (err) {
-          const e = err as NodeJS.ErrnoException;
-          const msg = e.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the chunk size ${this.chunkSize}` : `zlib data is corrupt (${e.message})`;
-          if (/incorrect data check/.test(e.message ?? '')) {
-            throw new ChecksumError(`${this.format}: ${this.where(i)} fails its zlib Adler-32 checksum`, { file, offset: loc.offset, cause: err });
-          }
-          throw new CorruptImageError(this.format, `${this.where(i)}: ${msg}`, { file, offset: loc.offset, cause: err });
-        }
-        if (out.length < logical) {
-          throw new CorruptImageError(this.format, `${this.where(i)} decompresses to ${out.length} bytes, ${logical} expected`, { file, offset: loc.offset });
-        }
-        return out.length === logical ? new Uint8Array(out.buffer, out.byteOffset, out.length) : new Uint8Array(out.subarray(0, logical));
-      }
       case ChunkKind.RawChecksum: {
         const n = stored.length - 4;
         if (n < logical) {
@@ -294,14 +351,14 @@ export class ChunkStore {
           });
         }
         const data = stored.subarray(0, logical);
-        return owned && data.byteOffset === 0 ? data : data.slice();
+        return owned ? data : data.slice();
       }
       case ChunkKind.Raw: {
         if (stored.length < logical) {
           throw new CorruptImageError(this.format, `${this.where(i)}: stored size ${stored.length} is smaller than ${logical}`, { file, offset: loc.offset });
         }
         const data = stored.subarray(0, logical);
-        return owned && data.byteOffset === 0 ? data : data.slice();
+        return owned ? data : data.slice();
       }
       case ChunkKind.Bzip2:
         throw new UnsupportedFeatureError(this.format, `${this.where(i)} is bzip2-compressed (EnCase's non-standard bzip2)`, { file, offset: loc.offset });
@@ -311,7 +368,7 @@ export class ChunkStore {
   }
 
   /** Inflate on the thread pool, at most MAX_INFLATES at a time, in one pass per chunk. */
-  private async inflateLimited(stored: Uint8Array): Promise<Buffer> {
+  private async inflateThreadpool(stored: Uint8Array): Promise<Uint8Array> {
     if (this.inflates >= MAX_INFLATES) await new Promise<void>((r) => this.inflateWaiters.push(r));
     this.inflates++;
     try {

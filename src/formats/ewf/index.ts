@@ -2,7 +2,8 @@
 // FTK, linen) and EWF2 (.Ex01). Read-only: evidence is never written; put an overlay on top.
 // Segment files: segment-set.ts; EWF1: ewf1*.ts; EWF2: ewf2.ts; data path: chunk-store.ts.
 // Format options (--inopts): cache=BYTES (decompressed chunk cache, default 64M),
-// readahead=CHUNKS (sequential read-ahead, default 1 MiB worth).
+// readahead=CHUNKS (sequential read-ahead, default 1 MiB worth), inflate=workers|threadpool
+// (where zlib runs, see inflate-pool.ts).
 
 import { EVF1_SIGNATURE, LVF1_SIGNATURE, startsWith } from './ewf1-sections.js';
 import { openEwf1 } from './ewf1.js';
@@ -26,6 +27,11 @@ function storeOptions(o: Record<string, string>): ChunkStoreOptions {
   if (cache !== undefined) out.cacheBytes = cache;
   const ra = sizeOption(o['readahead'], 'read-ahead');
   if (ra !== undefined) out.readahead = ra;
+  const inf = o['inflate'];
+  if (inf !== undefined) {
+    if (inf !== 'workers' && inf !== 'threadpool') throw new InvalidArgumentError(`ewf: inflate must be 'workers' or 'threadpool', not '${inf}'`);
+    out.inflate = inf;
+  }
   return out;
 }
 
