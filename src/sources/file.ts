@@ -32,7 +32,9 @@ export class FileSource implements ByteSource {
       await fh.close();
       throw fromSystemError(Object.assign(new Error('is a directory'), { code: 'EISDIR' }), path);
     }
-    const ident = `file:${st.dev}:${st.ino}:${size}:${Math.floor(st.mtimeMs)}`;
+    // dev, inode and size: stable across mounts and across writes through the image itself, so views
+    // keep their UUIDs; overlays bind to content fingerprints instead (layers/overlay.ts).
+    const ident = `file:${st.dev}:${st.ino}:${size}`;
     return new FileSource(path, fh, size, !!opts.writable, ident);
   }
 

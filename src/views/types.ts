@@ -12,6 +12,19 @@ export interface ViewFile {
   read(dst: Uint8Array, offset: number): Promise<void>;
   write(src: Uint8Array, offset: number): Promise<void>;
   flush(): Promise<void>;
+  /**
+   * Files whose size may change (a VMDK descriptor that VirtualBox or VMware rewrites) implement
+   * this; writes past their end grow them. Fixed-size files (image data) leave it undefined.
+   */
+  truncate?(size: number): Promise<void>;
+  /** Facts about this file (format, UUID, geometry, layout) for NAME.info and logs. */
+  describe?(): Array<[string, string]>;
+  /**
+   * The byte ranges [start, end) that are the view's own metadata (headers, footers, block maps,
+   * descriptors) rather than the disk's data. Writes there are what a frontend persists beside a
+   * writable image so a remount shows them again. Undefined: the whole file is metadata.
+   */
+  metadataRanges?(): Array<[number, number]>;
 }
 
 export interface ViewContext {
@@ -28,5 +41,9 @@ export interface ViewDriver {
   readonly name: string;
   readonly aliases?: readonly string[];
   readonly description: string;
+  /**
+   * Build the files from the disk's size and ctx only (O(metadata), never reads data). Throws
+   * UnsupportedFeatureError when the format cannot hold this disk (e.g. VHD above 2040 GiB).
+   */
   build(disk: Disk, ctx: ViewContext): ViewFile[];
 }

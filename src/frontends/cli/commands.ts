@@ -1,9 +1,15 @@
 // Every CLI command, one line each. A command file exports register(program).
 import type { Command } from '@commander-js/extra-typings';
 import { register as info } from './info.js';
+import { register as mount } from './mount.js';
+import { register as partitions } from './partitions.js';
+import { register as umount } from './umount.js';
 import { register as verify } from './verify.js';
 
 export const COMMANDS: Array<(program: Command) => void> = [
   info,
+  mount,
+  partitions,
+  umount,
   verify,
 ];

@@ -42,19 +42,7 @@ export function parseKeyValues(list: string[] | string | undefined): Record<stri
   return out;
 }
 
-/**
- * Parse a size the way qemu-img does: plain bytes, or a number with k/K, M, G, T, P, E suffix
- * (powers of 1024), optionally with a trailing B/iB. Refuses negatives, fractions of a byte and
- * anything above Number.MAX_SAFE_INTEGER.
- */
-export function parseSize(text: string, what = 'size'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpPeE]?)(?:i?[bB])?\s*$/.exec(text);
-  if (!m) throw new UsageError(`invalid ${what} '${text}'`);
-  const mult: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };
-  const v = Number(m[1]) * mult[m[2]!.toLowerCase()]!;
-  if (!Number.isSafeInteger(v) || v < 0) throw new UsageError(`${what} '${text}' is out of range`);
-  return v;
-}
+export { parseSize } from '../../core/size.js';
 
 export function collect(value: string, prev: string[] = []): string[] {
   return [...prev, value];

@@ -4,6 +4,8 @@ import { humanSize } from '../../core/bytes.js';
 import { openImage } from '../../formats/registry.js';
 import type { ImageInfo } from '../../formats/types.js';
 import { collect, parseKeyValues } from './common.js';
+import { readPartitionTable, type PartitionTable } from '../../layers/partition/table.js';
+import { formatPartitions } from './partitions.js';
 
 export function formatInfoText(info: ImageInfo, chain = true): string {
   const lines: string[] = [];
@@ -74,8 +76,22 @@ export function register(program: Command): void {
       });
       try {
         const info = img.info();
-        if (opts.output === 'json') process.stdout.write(JSON.stringify(infoJson(info), null, 4) + '\n');
-        else process.stdout.write(formatInfoText(info));
+        let table: PartitionTable | undefined;
+        let tableError: string | undefined;
+        try {
+          table = await readPartitionTable(img, img.filename);
+        } catch (err) {
+          tableError = (err as Error).message;
+        }
+        if (opts.output === 'json') {
+          const out = infoJson(info) as Record<string, unknown>;
+          if (table) out['partitions'] = table;
+          process.stdout.write(JSON.stringify(out, null, 4) + '\n');
+        } else {
+          process.stdout.write(formatInfoText(info));
+          if (table) process.stdout.write(formatPartitions(table));
+          if (tableError) process.stdout.write(`partition table: unreadable: ${tableError}\n`);
+        }
       } finally {
         await img.close();
       }

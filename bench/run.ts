@@ -1,0 +1,176 @@
+// `npm run bench`: anydisk side by side with its peers (xmount, ewfmount, affuse, qemu-nbd +
+// nbdfuse, qemu-img convert) on the same images, alternating runs, medians of at least three,
+// page cache dropped before every run. Prints a table of ratios and writes bench/out/results.json
+// and docs/performance.md. BENCH_SIZE_MIB (default 1024) and BENCH_RUNS (default 3) tune it.
+import { cpus, totalmem } from 'node:os';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { buildImages, type BenchImages } from './images.js';
+import { randRead, randWrite, seqRead, seqWrite } from './fio.js';
+import { affuse, anydisk, ewfmount, qemuNbdFuse, xmount, type Mounted } from './peers.js';
+import { dropCaches, ensureDir, median, peakRssMiB, sh, trySh } from './util.js';
+
+const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const OUT = ensureDir(join(ROOT, 'bench', 'out'));
+const WORK = ensureDir(join(OUT, 'work'));
+const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
+const RUNS = Math.max(3, Number(process.env.BENCH_RUNS ?? 3));
+const ANYDISK = `${process.execPath} ${join(ROOT, 'bin', 'anydisk')}`;
+
+interface Row {
+  line: string;
+  metric: string;
+  unit: string;
+  anydisk: number;
+  peer: string;
+  peerValue: number;
+  /** anydisk / peer for rates; peer / anydisk for times: above 1 means anydisk is better. */
+  ratio: number;
+  note?: string;
+}
+
+const rows: Row[] = [];
+const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
+
+type Side = () => Promise<number>;
+
+/** Alternate a and b RUNS times; medians. */
+async function sideBySide(a: Side, b: Side): Promise<[number, number]> {
+  const xa: number[] = [];
+  const xb: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    dropCaches();
+    xa.push(await a());
+    dropCaches();
+    xb.push(await b());
+  }
+  return [median(xa), median(xb)];
+}
+
+async function through<T>(mount: () => Promise<Mounted>, f: (m: Mounted) => T): Promise<T> {
+  const m = await mount();
+  try {
+    return f(m);
+  } finally {
+    await m.unmount();
+  }
+}
+
+async function line(name: string, metric: string, unit: string, higherBetter: boolean, a: Side, peer: string, b: Side): Promise<void> {
+  log(`${name} — ${metric} vs ${peer}`);
+  try {
+    const [va, vb] = await sideBySide(a, b);
+    const ratio = higherBetter ? va / vb : vb / va;
+    rows.push({ line: name, metric, unit, anydisk: va, peer, peerValue: vb, ratio });
+  } catch (err) {
+    rows.push({ line: name, metric, unit, anydisk: NaN, peer, peerValue: NaN, ratio: NaN, note: (err as Error).message.split('\n')[0] });
+  }
+}
+
+async function readLines(img: BenchImages, size: number): Promise<void> {
+  const pairs: Array<[string, () => Promise<Mounted>, string, () => Promise<Mounted>]> = [
+    ['raw -> vdi', () => anydisk(WORK, ['--out', 'vdi', img.raw], '.vdi'), 'xmount', () => xmount(WORK, 'raw', [img.raw], 'vdi')],
+    ['E01 -> raw', () => anydisk(WORK, ['--out', 'raw', img.e01], '.dd'), 'ewfmount', () => ewfmount(WORK, img.e01)],
+    ['E01 -> raw', () => anydisk(WORK, ['--out', 'raw', img.e01], '.dd'), 'xmount', () => xmount(WORK, 'ewf', [img.e01], 'raw')],
+    ['AFF -> raw', () => anydisk(WORK, ['--out', 'raw', img.aff], '.dd'), 'affuse', () => affuse(WORK, img.aff)],
+    ['qcow2 -> raw', () => anydisk(WORK, ['--out', 'raw', img.qcow2], '.dd'), 'qemu-nbd+nbdfuse', () => qemuNbdFuse(WORK, img.qcow2, 'qcow2')],
+    ['compressed qcow2 -> raw', () => anydisk(WORK, ['--out', 'raw', img.qcow2c], '.dd'), 'qemu-nbd+nbdfuse', () => qemuNbdFuse(WORK, img.qcow2c, 'qcow2')],
+    ['vmdk -> raw', () => anydisk(WORK, ['--out', 'raw', img.vmdk], '.dd'), 'qemu-nbd+nbdfuse', () => qemuNbdFuse(WORK, img.vmdk, 'vmdk')],
+  ];
+  let rss = NaN;
+  for (const [name, mA, peer, mB] of pairs) {
+    await line(name, 'sequential read', 'MB/s', true, () => through(mA, (m) => {
+      const v = seqRead(m.file, size);
+      rss = Math.max(Number.isNaN(rss) ? 0 : rss, peakRssMiB(m.pid));
+      return v;
+    }), peer, () => through(mB, (m) => seqRead(m.file, size)));
+    await line(name, 'random 4 KiB read', 'IOPS', true, () => through(mA, (m) => randRead(m.file, size)), peer, () => through(mB, (m) => randRead(m.file, size)));
+  }
+  rows.push({ line: 'daemon', metric: 'peak RSS while streaming', unit: 'MiB', anydisk: rss, peer: '(limit)', peerValue: 200, ratio: 200 / rss });
+}
+
+async function writeLines(img: BenchImages): Promise<void> {
+  const span = Math.min(512, SIZE_MIB / 2) * 1024 * 1024;
+  const fresh = (name: string, maker: 'anydisk' | 'qemu') => {
+    const p = join(WORK, name);
+    rmSync(p, { force: true });
+    if (maker === 'anydisk') sh(`${ANYDISK} create -f qcow2 -b ${img.qcow2} -F qcow2 ${p}`);
+    else sh(`qemu-img create -q -f qcow2 -b ${img.qcow2} -F qcow2 ${p}`);
+    return p;
+  };
+  const ours = (f: (m: Mounted) => number) => through(() => anydisk(WORK, ['--writethrough', '--out', 'raw', fresh('w-any.qcow2', 'anydisk')], '.dd'), f);
+  const theirs = (f: (m: Mounted) => number) => through(() => qemuNbdFuse(WORK, fresh('w-qemu.qcow2', 'qemu'), 'qcow2', true), f);
+  await line('qcow2 overlay', 'random 4 KiB write', 'IOPS', true, () => ours((m) => randWrite(m.file, span)), 'qemu-nbd+nbdfuse', () => theirs((m) => randWrite(m.file, span)));
+  await line('qcow2 overlay', 'sequential write', 'MB/s', true, () => ours((m) => seqWrite(m.file, span)), 'qemu-nbd+nbdfuse', () => theirs((m) => seqWrite(m.file, span)));
+}
+
+async function timed(f: () => Promise<unknown> | unknown): Promise<number> {
+  const t = process.hrtime.bigint();
+  await f();
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+
+async function latencyLines(img: BenchImages): Promise<void> {
+  const mountTime = async (mount: () => Promise<Mounted>) => {
+    let m: Mounted | undefined;
+    const ms = await timed(async () => {
+      m = await mount();
+      statSync(m.file);
+    });
+    await m!.unmount();
+    return ms;
+  };
+  await line('1 TiB sparse qcow2', 'mount until ready', 'ms', false, () => mountTime(() => anydisk(WORK, ['--out', 'vdi', img.sparse1t], '.vdi')), 'qemu-nbd+nbdfuse', () => mountTime(() => qemuNbdFuse(WORK, img.sparse1t, 'qcow2')));
+  await line('100-segment E01', 'mount until ready', 'ms', false, () => mountTime(() => anydisk(WORK, ['--out', 'raw', img.e01x100], '.dd')), 'ewfmount', () => mountTime(() => ewfmount(WORK, img.e01x100)));
+  await line('100-segment E01', 'mount until ready', 'ms', false, () => mountTime(() => anydisk(WORK, ['--out', 'raw', img.e01x100], '.dd')), 'xmount', () => mountTime(() => xmount(WORK, 'ewf', [img.e01x100], 'raw')));
+}
+
+async function convertLines(img: BenchImages): Promise<void> {
+  const out = (n: string) => {
+    const p = join(WORK, n);
+    rmSync(p, { force: true });
+    return p;
+  };
+  const cases: Array<[string, string, string, string, string]> = [
+    ['raw -> qcow2', img.raw, 'raw', 'qcow2', 'qcow2'],
+    ['qcow2 -> vdi', img.qcow2, 'qcow2', 'vdi', 'vdi'],
+  ];
+  for (const [name, src, inFmt, outFmt, ext] of cases) {
+    await line(`convert ${name}`, 'time', 'ms', false, () => timed(() => sh(`${ANYDISK} convert -f ${inFmt} -O ${outFmt} ${src} ${out(`c-any.${ext}`)}`)), 'qemu-img convert', () => timed(() => sh(`qemu-img convert -f ${inFmt} -O ${outFmt} ${src} ${out(`c-qemu.${ext}`)}`)));
+  }
+  await line('convert E01 -> raw', 'time', 'ms', false, () => timed(() => sh(`${ANYDISK} convert -O raw ${img.e01} ${out('c-any.raw')}`)), 'ewfexport', () => timed(() => sh(`ewfexport -u -q -f raw -t ${out('c-ewf').replace(/$/, '')} ${img.e01} >/dev/null`)));
+}
+
+function report(): string {
+  const fmt = (v: number) => (Number.isNaN(v) ? 'n/a' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
+  const lines = ['| line | metric | anydisk | peer | peer value | ratio (>1: anydisk better) |', '|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    lines.push(`| ${r.line} | ${r.metric} (${r.unit}) | ${fmt(r.anydisk)} | ${r.peer} | ${fmt(r.peerValue)} | ${fmt(r.ratio)}${r.note ? ` — failed: ${r.note}` : ''} |`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const img = buildImages(join(OUT, 'images'), SIZE_MIB, log);
+  const size = statSync(img.raw).size;
+  const only = (process.env.BENCH_ONLY ?? 'read,write,latency,convert').split(',');
+  if (only.includes('read')) await readLines(img, size);
+  if (only.includes('write')) await writeLines(img);
+  if (only.includes('latency')) await latencyLines(img);
+  if (only.includes('convert')) await convertLines(img);
+  const table = report();
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${trySh('uname -sr').out.trim()}, node ${process.version}`;
+  const when = new Date().toISOString();
+  process.stdout.write(`\n${table}\n\nmachine: ${machine}; image ${SIZE_MIB} MiB; medians of ${RUNS}; ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  writeFileSync(join(OUT, 'results.json'), JSON.stringify({ when, machine, sizeMiB: SIZE_MIB, runs: RUNS, rows }, null, 2));
+  writeFileSync(
+    join(ROOT, 'docs', 'performance.md'),
+    `# Performance\n\nThe latest \`npm run bench\` (${when}), on ${machine}; a ${SIZE_MIB} MiB ext4 disk with mixed content, medians of ${RUNS} alternating runs, page cache dropped before each run. Ratios above 1 mean anydisk is better (rates: anydisk / peer; times: peer / anydisk). "n/a" lines failed, with the reason.\n\n${table}\n`,
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

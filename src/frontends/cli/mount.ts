@@ -1,0 +1,231 @@
+// `anydisk mount [--in FMT] IMAGE... [--out FMT] MOUNTPOINT`: show an image as a virtual file of
+// another format. Returns once the mount is ready and keeps serving in the background (like
+// xmount and sshfs); -f stays attached. xmount's spellings are accepted: --in/--out/--inopts/
+// --cache/--owcache/--offset/--sizelimit/-o. `umount` is in umount.ts.
+
+import { fork, spawnSync } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import type { Command } from '@commander-js/extra-typings';
+import { baseNameOf } from '../../formats/registry.js';
+import { openInput, type InputSpec, type WriteMode } from '../input.js';
+import { findView, VIEWS } from '../../views/index.js';
+import { mountFiles } from '../fuse/filesystem.js';
+import { ViewState } from '../fuse/view-state.js';
+import { infoText, textFile } from '../../views/memory-file.js';
+import { removeRecord, writeRecord } from '../fuse/state.js';
+import { formatInfoText } from './info.js';
+import { collect, parseKeyValues, parseSize, reportError, UsageError } from './common.js';
+
+export interface MountArgs {
+  input: InputSpec;
+  mountpoint: string;
+  outFormat: string;
+  fuseOpts: string[];
+  allowOther: boolean;
+}
+
+async function serveForeground(a: MountArgs, onReady: () => void): Promise<void> {
+  const view = findView(a.outFormat);
+  if (!view) throw new UsageError(`unknown output format '${a.outFormat}' (one of: ${VIEWS.map((v) => v.name).join(', ')})`);
+  statMountpoint(a.mountpoint);
+  const { disk, infos, identity, describe } = await openInput(a.input);
+  const spec = a.input;
+  let mounted: Awaited<ReturnType<typeof mountFiles>> | undefined;
+  let viewState: ViewState | undefined;
+  try {
+    const baseName = baseNameOf(spec.images[0]!);
+    let files = view.build(disk, { baseName, identity });
+    if (!disk.readOnly) {
+      // Header writes are kept beside the writable image, so a remount shows them again.
+      const owner = spec.write.kind === 'overlay' ? spec.write.file : spec.images[0]!;
+      viewState = new ViewState(`${resolve(owner)}.anydisk-views`, a.outFormat);
+      files = await viewState.attach(files);
+    }
+    const info =
+      infoText(`anydisk ${a.outFormat} view of ${spec.images.join(' ')}`, files) +
+      `write mode: ${describe}\n` +
+      (spec.morph ? `morphing: ${spec.morph}\n` : '') +
+      (spec.offset !== undefined ? `offset: ${spec.offset}\n` : '') +
+      (spec.sizelimit !== undefined ? `size limit: ${spec.sizelimit}\n` : '') +
+      (spec.partition !== undefined ? `partition: ${spec.partition}\n` : '') +
+      `disk size: ${disk.size} bytes\n\n` +
+      infos.map((i) => formatInfoText(i)).join('\n');
+    files.push(textFile(`${baseName}.info`, info));
+    mounted = await mountFiles(a.mountpoint, files, {
+      allowOther: a.allowOther,
+      kernelCache: disk.readOnly,
+      extra: a.fuseOpts,
+    });
+  } catch (err) {
+    await disk.close().catch(() => undefined);
+    throw err;
+  }
+  writeRecord({ pid: process.pid, mountpoint: resolve(a.mountpoint), images: spec.images, started: new Date().toISOString() });
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    let code = 0;
+    try {
+      await mounted!.unmount();
+    } catch (err) {
+      console.error(`anydisk: unmount of ${a.mountpoint} failed on ${signal}: ${(err as Error).message}`);
+      code = 1;
+    }
+    try {
+      await viewState?.save();
+      await disk.flush();
+      await disk.close();
+    } catch (err) {
+      code = reportError(err);
+    }
+    removeRecord(a.mountpoint);
+    clearInterval(keepAlive);
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGHUP', () => void stop('SIGHUP'));
+  onReady();
+}
+
+function statMountpoint(mp: string): void {
+  let st;
+  try {
+    st = statSync(mp);
+  } catch {
+    throw new UsageError(`mount point ${mp} does not exist`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`mount point ${mp} is not a directory`);
+  if (spawnSync('mountpoint', ['-q', mp]).status === 0) throw new UsageError(`${mp} is already a mount point`);
+}
+
+/** Start a detached copy of this command in the foreground mode and wait until it is mounted. */
+async function serveBackground(argv: string[], mountpoint: string): Promise<number> {
+  const logDir = join(process.env.XDG_RUNTIME_DIR || join(tmpdir(), `anydisk-${process.getuid?.() ?? 0}`), 'anydisk-mounts');
+  mkdirSync(logDir, { recursive: true, mode: 0o700 });
+  const logFile = join(logDir, `${resolve(mountpoint).replace(/[^A-Za-z0-9]+/g, '_')}.log`);
+  const log = openSync(logFile, 'a');
+  const child = fork(process.argv[1]!, [...argv, '--foreground', '--daemon-child'], {
+    detached: true,
+    stdio: ['ignore', log, log, 'ipc'],
+  });
+  closeSync(log);
+  return new Promise<number>((resolveP) => {
+    let settled = false;
+    const done = (code: number) => {
+      if (settled) return;
+      settled = true;
+      child.removeAllListeners();
+      if (child.connected) child.disconnect();
+      child.unref();
+      resolveP(code);
+    };
+    child.on('message', (m: { type: string; message?: string; code?: number }) => {
+      if (m.type === 'ready') done(0);
+      else if (m.type === 'error') {
+        console.error(m.message);
+        done(m.code ?? 1);
+      }
+    });
+    child.on('exit', (code) => {
+      if (!settled) console.error(`anydisk: mount daemon exited (${code}) before the mount was ready; see ${logFile}`);
+      done(code || 1);
+    });
+  });
+}
+
+export function register(program: Command): void {
+  program
+    .command('mount')
+    .description('show IMAGE... as a virtual file of another format inside MOUNTPOINT')
+    .argument('<args...>', 'IMAGE... MOUNTPOINT')
+    .option('-i, --in <fmt>', 'input format (qemu or auto: probe; raw, qcow2, vmdk, vdi, vhd, vhdx, ewf, aff, dmg)')
+    .option('--out <fmt>', 'output view: raw, vdi, vhd, vmdk', 'raw')
+    .option('--inopts <opts>', 'input options key=value,... (qemuwritable=true, force=on, ...)', collect, [] as string[])
+    .option('--cache <mode>', "'writethrough' (writes go into the input) or FILE (a qcow2 overlay that keeps the writes)")
+    .option('--owcache <file>', 'like --cache FILE, but start FILE afresh')
+    .option('--writethrough', 'same as --cache writethrough')
+    .option('--offset <bytes>', 'start of the disk inside the input')
+    .option('--sizelimit <bytes>', 'largest size of the disk')
+    .option('--morph <how>', 'several images as one disk: combine (concatenate), raid0, raid1')
+    .option('--morphopts <opts>', 'morphing options: raid_chunksize=N', collect, [] as string[])
+    .option('--partition <n>', 'show only partition N of the disk (MBR or GPT)')
+    .option('-o <fuseopts>', 'FUSE mount options (allow_other, ...)', collect, [] as string[])
+    .option('--allow-other', 'let other users use the mount')
+    .option('-f, --foreground', 'stay attached; unmount on SIGINT/SIGTERM')
+    .option('--daemon-child', 'internal: run as the background daemon')
+    .action(async (args, opts) => {
+      if (args.length < 2) throw new UsageError('mount needs at least one IMAGE and a MOUNTPOINT');
+      const mountpoint = args[args.length - 1]!;
+      const fuseOpts = opts.o.flatMap((o) => o.split(',')).filter(Boolean);
+      const allowOther = !!opts.allowOther || fuseOpts.includes('allow_other');
+      const write: WriteMode = opts.owcache
+        ? { kind: 'overlay', file: opts.owcache, fresh: true }
+        : opts.writethrough || opts.cache === 'writethrough'
+          ? { kind: 'writethrough' }
+          : opts.cache
+            ? { kind: 'overlay', file: opts.cache, fresh: false }
+            : { kind: 'readonly' };
+      const a: MountArgs = {
+        input: inputSpec(args.slice(0, -1), opts, write),
+        mountpoint,
+        outFormat: opts.out,
+        fuseOpts: fuseOpts.filter((o) => o !== 'allow_other'),
+        allowOther,
+      };
+      if (opts.foreground) {
+        if (opts.daemonChild && process.send) {
+          try {
+            await serveForeground(a, () => {
+              process.send!({ type: 'ready' });
+              process.disconnect();
+            });
+          } catch (err) {
+            const code = reportError(err);
+            const message = lastErrorLine(err);
+            process.send!({ type: 'error', message, code }, () => process.exit(code));
+          }
+          return;
+        }
+        await serveForeground(a, () => console.error(`anydisk: mounted on ${mountpoint}`));
+        return;
+      }
+      const argv = process.argv.slice(2).filter((x) => x !== '-f' && x !== '--foreground');
+      statMountpoint(mountpoint);
+      process.exitCode = await serveBackground(argv, mountpoint);
+    });
+}
+
+/** The input options shared by mount, serve and convert. */
+export function inputSpec(
+  images: string[],
+  opts: { in?: string; inopts: string[]; morph?: string; morphopts: string[]; offset?: string; sizelimit?: string; partition?: string },
+  write: WriteMode,
+): InputSpec {
+  if (opts.morph && !['combine', 'raid0', 'raid1'].includes(opts.morph)) throw new UsageError(`unknown morphing '${opts.morph}' (combine, raid0, raid1)`);
+  let partition: number | undefined;
+  if (opts.partition !== undefined) {
+    partition = Number(opts.partition);
+    if (!Number.isInteger(partition) || partition < 1 || partition > 256) throw new UsageError(`invalid partition number '${opts.partition}'`);
+  }
+  return {
+    images,
+    format: opts.in,
+    inopts: parseKeyValues(opts.inopts),
+    write,
+    morph: opts.morph as InputSpec['morph'],
+    morphopts: parseKeyValues(opts.morphopts),
+    offset: opts.offset !== undefined ? parseSize(opts.offset, 'offset') : undefined,
+    sizelimit: opts.sizelimit !== undefined ? parseSize(opts.sizelimit, 'size limit') : undefined,
+    partition,
+  };
+}
+
+function lastErrorLine(err: unknown): string {
+  const e = err as { describe?: () => string; message?: string };
+  return `anydisk: ${typeof e?.describe === 'function' ? e.describe() : (e?.message ?? String(err))}`;
+}

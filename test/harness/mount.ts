@@ -1,0 +1,24 @@
+// Mount helpers for tests: a real FUSE mount through the anydisk CLI, always unmounted at the end.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { anydisk } from './tools.js';
+
+export function isMounted(dir: string): boolean {
+  return spawnSync('mountpoint', ['-q', dir]).status === 0;
+}
+
+/** Mount with the given CLI arguments (the mount point is appended); returns the mount dir. */
+export function mount(dir: string, args: string[]): { mnt: string; umount: () => void } {
+  const mnt = join(dir, `mnt-${Math.random().toString(36).slice(2, 8)}`);
+  mkdirSync(mnt);
+  const r = anydisk(['mount', ...args, mnt], { timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`anydisk mount ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return {
+    mnt,
+    umount: () => {
+      const u = anydisk(['umount', mnt], { timeout: 90_000 });
+      if (u.status !== 0 && isMounted(mnt)) throw new Error(`umount failed: ${u.stderr}`);
+    },
+  };
+}
