@@ -37,7 +37,7 @@ function storeOptions(o: Record<string, string>): ChunkStoreOptions {
 
 export const ewfDriver: FormatDriver = {
   name: 'ewf',
-  aliases: ['e01', 's01', 'ex01', 'encase', 'smart'],
+  aliases: ['e01', 's01', 'ex01', 'aewf', 'encase', 'smart'],
   description: 'Expert Witness Compression Format (EnCase E01/Ex01, SMART S01), read-only',
   probe({ head }) {
     if (startsWith(head, EVF1_SIGNATURE) || startsWith(head, EVF2_SIGNATURE)) return 100;
