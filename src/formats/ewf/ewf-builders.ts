@@ -52,6 +52,20 @@ export function ewf1Error2Payload(ranges: Array<{ start: number; count: number }
   return concat([h, e, u32(adler32(e))]);
 }
 
+/** The payload of a session section (optical discs): 36-byte header, 32-byte entries, footer. */
+export function ewf1SessionPayload(sessions: Array<{ startSector: number; audio?: boolean }>): Uint8Array {
+  const h = new Uint8Array(36);
+  new DataView(h.buffer).setUint32(0, sessions.length, true);
+  new DataView(h.buffer).setUint32(32, adler32(h, 0, 32), true);
+  const e = new Uint8Array(sessions.length * 32);
+  const dv = new DataView(e.buffer);
+  sessions.forEach((x, i) => {
+    dv.setUint32(i * 32, x.audio ? 1 : 0, true);
+    dv.setUint32(i * 32 + 4, x.startSector, true);
+  });
+  return concat([h, e, u32(adler32(e))]);
+}
+
 /** Offsets of the sections of an EWF1 segment file, in order. */
 export function ewf1Sections(file: Uint8Array): Array<{ type: string; offset: number; next: number }> {
   const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);

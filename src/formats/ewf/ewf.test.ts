@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import { openImage } from '../registry.js';
 import { FOREIGN, run, sha256, tempDir } from '../../../test/harness/tools.js';
 import { acquire, ewfSource, readAll } from './test-helpers.js';
-import { ewf1Error2Payload, ewf1InsertBeforeDone } from './ewf-builders.js';
+import { ewf1Error2Payload, ewf1InsertBeforeDone, ewf1SessionPayload } from './ewf-builders.js';
 import type { EwfImage } from './image.js';
 
 function md5(b: Uint8Array): string {
@@ -125,6 +125,21 @@ test('ewf: linen6 with 128-sector chunks', async () => {
   }
 });
 
+test('ewf: the smallest and largest chunk sizes (16 and 32768 sectors)', async () => {
+  const { dir, src, data, cleanup } = setup();
+  try {
+    for (const spc of ['16', '32768']) {
+      const segs = acquire(dir, src, `b${spc}`, ['-f', 'encase6', '-b', spc, '-c', 'fast']);
+      const img = await openImage([segs[0]!]);
+      assert.equal(img.info()['cluster-size'], Number(spc) * 512);
+      assert.equal(sha256(await readAll(img, 300_001)), sha256(data), `${spc} sectors per chunk`);
+      await img.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
 test('ewf: uncompressed EnCase 5 and FTK images', async () => {
   const { dir, src, data, cleanup } = setup();
   try {
@@ -198,14 +213,24 @@ test('ewf: concurrent reads of one chunk share one decompression; reads at odd o
   }
 });
 
-test('ewf: acquisition read errors (error2) are shown by info, as ewfinfo shows them', async () => {
+test('ewf: acquisition read errors (error2) and sessions are shown by info, as ewfinfo shows them', async () => {
   const { dir, src, cleanup } = setup();
   try {
     const segs = acquire(dir, src, 'er', ['-f', 'encase6']);
     const last = segs[segs.length - 1]!;
-    writeFileSync(last, ewf1InsertBeforeDone(readFileSync(last), [{ type: 'error2', payload: ewf1Error2Payload([{ start: 100, count: 64 }, { start: 3000, count: 8 }]) }]));
+    writeFileSync(
+      last,
+      ewf1InsertBeforeDone(readFileSync(last), [
+        { type: 'session', payload: ewf1SessionPayload([{ startSector: 16 }, { startSector: 5000, audio: true }]) },
+        { type: 'error2', payload: ewf1Error2Payload([{ start: 100, count: 64 }, { start: 3000, count: 8 }]) },
+      ]),
+    );
     const img = await openImage([segs[0]!]);
     const d = img.info()['format-specific']!.data;
+    assert.deepEqual(d['sessions'], [
+      { 'first-sector': 16, audio: false },
+      { 'first-sector': 5000, audio: true },
+    ]);
     assert.deepEqual(d['read-errors'], [
       { 'first-sector': 100, sectors: 64 },
       { 'first-sector': 3000, sectors: 8 },
