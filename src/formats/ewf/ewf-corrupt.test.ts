@@ -228,6 +228,16 @@ test('ewf hostile: lying counts and offsets are refused before anything is alloc
       b[d.offset + 76 + 64]! ^= 1;
       fixAdler(b, d.offset + 76, 1048);
     }, /belongs to another image/)();
+    // A volume section failing its checksum: the data section (same values) stands in for it.
+    {
+      const b = Buffer.from(orig);
+      b[vol.offset + 76 + 500]! ^= 1;
+      writeFileSync(segs[0]!, b);
+      const img = await openImage([segs[0]!]);
+      assert.match(String((img.info()['format-specific']!.data['notes-on-structure'] as string[])[0]), /'volume' section checksum mismatch; media values taken from the data section/);
+      assert.equal(img.size, ewfSource().length);
+      await img.close();
+    }
     // Not an EWF file when forced.
     writeFileSync(segs[0]!, patternBytes(4096, 3));
     await assert.rejects(openImage([segs[0]!], { format: 'e01' }), AnydiskError);

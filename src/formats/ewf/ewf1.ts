@@ -68,6 +68,7 @@ async function build(segs: OpenedSegment<SectionV1[]>[], storeOpts: ChunkStoreOp
   const hashes: StoredHash[] = [];
   let media: MediaValues | undefined;
   let mediaFrom = '';
+  let badMedia: CorruptImageError | undefined;
   let errors: SectorRange[] = [];
   let sessions: SessionEntry[] = [];
   const seen = new Set<string>();
@@ -107,7 +108,11 @@ async function build(segs: OpenedSegment<SectionV1[]>[], storeOpts: ChunkStoreOp
           if (s.dataSize > 1024 * 1024) throw new CorruptImageError(F, `'${s.type}' section of ${s.dataSize} bytes is implausibly large`, { file: src.name, offset: s.offset });
           const v = parseVolume(await readBytes(src, s.dataOffset, s.dataSize, F, `${s.type} section`), src.name, s.dataOffset);
           if (!media) {
-            if (!v.checksumOk) throw new CorruptImageError(F, `'${s.type}' section checksum mismatch`, { file: src.name, offset: s.dataOffset });
+            // A damaged volume section can be replaced by the data section of a later segment.
+            if (!v.checksumOk) {
+              badMedia ??= new CorruptImageError(F, `'${s.type}' section checksum mismatch`, { file: src.name, offset: s.dataOffset });
+              break;
+            }
             media = v;
             mediaFrom = `${s.type} section of ${src.name}`;
           } else if (v.checksumOk && !media.smart && !v.smart && v.setIdentifier !== media.setIdentifier) {
@@ -176,7 +181,8 @@ async function build(segs: OpenedSegment<SectionV1[]>[], storeOpts: ChunkStoreOp
     }
   }
   const first = segs[0]!;
-  if (!media) throw new CorruptImageError(F, 'no volume, disk or data section: media size unknown', { file: first.name });
+  if (!media) throw badMedia ?? new CorruptImageError(F, 'no volume, disk or data section: media size unknown', { file: first.name });
+  if (badMedia) notes.push(`${badMedia.message}; media values taken from the ${mediaFrom}`);
   const { sectorsPerChunk: spc, bytesPerSector: bps } = media;
   if (bps < 1 || bps > 65536 || spc < 1 || spc > 65536) {
     throw new CorruptImageError(F, `implausible geometry: ${spc} sectors per chunk of ${bps} bytes`, { file: first.name });

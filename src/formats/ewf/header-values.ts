@@ -25,14 +25,14 @@ export function decodeUtf16(bytes: Uint8Array): string {
   return new TextDecoder('utf-16le').decode(swapped);
 }
 
-/** Decode the "header" section text: UTF-8 when valid (ewfacquire), else Windows-1252. */
+/** Decode the "header" section text: UTF-8 when valid (ewfacquire), else Windows-1252 ("latin1"). */
 export function decodeNarrow(bytes: Uint8Array): string {
   let b = bytes;
   if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) b = b.subarray(3);
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(b);
   } catch {
-    return new TextDecoder('windows-1252').decode(b);
+    return new TextDecoder('latin1').decode(b);
   }
 }
 
