@@ -13,7 +13,7 @@ import { adler32 } from './adler32.js';
 import { checkRange } from '../../core/disk.js';
 import { AnydiskError, ChecksumError, CorruptImageError, IoError, UnsupportedFeatureError } from '../../core/errors.js';
 import { inflatePool } from './inflate-pool.js';
-import type { InflateResult } from './inflate-worker.js';
+import type { InflateResult, WorkItem } from './inflate-worker.js';
 import type { ByteSource } from '../../sources/source.js';
 
 export const enum ChunkKind {
@@ -231,10 +231,17 @@ export class ChunkStore {
       for (const c of run) this.fail(c.i, c.d, err);
       return;
     }
-    // Stored chunks first (their bytes are copied out), then the deflated ones, which go to the
-    // worker pool in a few batches (each batch gets its own copy of its byte range).
+    const pool = this.inflateMode === 'workers' ? inflatePool() : undefined;
+    // Work for the worker pool: deflated chunks, and checksummed stored chunks when the run holds
+    // more than one chunk (a lone stored chunk is checked here: a worker round trip costs more).
+    const offload = (c: { loc: Loc }) => !!pool && (c.loc.kind === ChunkKind.Zlib || (c.loc.kind === ChunkKind.RawChecksum && run.length > 1));
+    const remote: Array<{ i: number; d: Deferred<Uint8Array>; loc: Loc }> = [];
     const deflated: Array<{ i: number; d: Deferred<Uint8Array>; loc: Loc }> = [];
     for (const c of run) {
+      if (offload(c)) {
+        remote.push(c);
+        continue;
+      }
       if (c.loc.kind === ChunkKind.Zlib) {
         deflated.push(c);
         continue;
@@ -246,9 +253,8 @@ export class ChunkStore {
         this.fail(c.i, c.d, err);
       }
     }
-    if (!deflated.length) return;
-    const pool = this.inflateMode === 'workers' ? inflatePool() : undefined;
-    if (!pool) {
+    if (deflated.length) {
+      // No worker pool: zlib.inflate on libuv's thread pool.
       await Promise.all(
         deflated.map(async (c) => {
           try {
@@ -259,22 +265,27 @@ export class ChunkStore {
           }
         }),
       );
-      return;
     }
-    const groups = Math.min(pool.size, Math.ceil(deflated.length / 4));
-    const per = Math.ceil(deflated.length / groups);
+    if (!remote.length || !pool) return;
+    const groups = Math.min(pool.size, Math.ceil(remote.length / 4));
+    const per = Math.ceil(remote.length / groups);
     await Promise.all(
       Array.from({ length: groups }, async (_, g) => {
-        const part = deflated.slice(g * per, (g + 1) * per);
+        const part = remote.slice(g * per, (g + 1) * per);
         if (!part.length) return;
         const from = part[0]!.loc.offset - start;
         const to = part[part.length - 1]!.loc.offset + part[part.length - 1]!.loc.size - start;
         let results: InflateResult[];
         try {
-          // The last batch takes the run buffer itself (stored chunks were copied out above).
-          const bytes = g === groups - 1 ? buf : buf.slice(from, to);
-          const base = g === groups - 1 ? 0 : from;
-          results = await pool.inflate(bytes, part.map((c) => [c.loc.offset - start - base, c.loc.size]), this.chunkSize);
+          // The last batch takes the run buffer itself (everything else was copied out before).
+          const last = g === groups - 1;
+          const bytes = last ? buf : buf.slice(from, to);
+          const base = last ? 0 : from;
+          results = await pool.run(
+            bytes,
+            part.map((c): WorkItem => [c.loc.offset - start - base, c.loc.size, c.loc.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(c.i)]),
+            this.chunkSize,
+          );
         } catch (err) {
           for (const c of part) this.fail(c.i, c.d, err);
           return;
@@ -282,7 +293,9 @@ export class ChunkStore {
         part.forEach((c, k) => {
           const r = results[k]!;
           try {
-            if ('ok' in r) this.succeed(c.i, c.d, this.checkInflated(c.i, c.loc, r.ok, seg.name));
+            if ('ok' in r) this.succeed(c.i, c.d, c.loc.kind === ChunkKind.Zlib ? this.checkInflated(c.i, c.loc, r.ok, seg.name) : r.ok);
+            else if (r.code === 'ADLER') throw this.adlerError(c.i, c.loc, r.stored!, r.computed!, seg.name);
+            else if (r.code === 'SHORT') throw this.shortError(c.i, c.loc, seg.name);
             else throw this.zlibError(c.i, c.loc, Object.assign(new Error(r.message), { code: r.code }), seg.name);
           } catch (err) {
             this.fail(c.i, c.d, err);
@@ -326,6 +339,15 @@ export class ChunkStore {
     return new CorruptImageError(this.format, `${this.where(i)}: ${msg}`, { file, offset: loc.offset, cause: err });
   }
 
+  private adlerError(i: number, loc: Loc, want: number, got: number, file: string): Error {
+    const h = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
+    return new ChecksumError(`${this.format}: ${this.where(i)} fails its Adler-32 checksum (stored ${h(want)}, computed ${h(got)})`, { file, offset: loc.offset });
+  }
+
+  private shortError(i: number, loc: Loc, file: string): Error {
+    return new CorruptImageError(this.format, `${this.where(i)}: stored size ${loc.size} is too small for ${this.logicalSize(i)} bytes and a checksum`, { file, offset: loc.offset });
+  }
+
   private checkInflated(i: number, loc: Loc, out: Uint8Array, file: string): Uint8Array {
     const logical = this.logicalSize(i);
     if (out.length < logical) {
@@ -339,17 +361,10 @@ export class ChunkStore {
     switch (loc.kind) {
       case ChunkKind.RawChecksum: {
         const n = stored.length - 4;
-        if (n < logical) {
-          throw new CorruptImageError(this.format, `${this.where(i)}: stored size ${stored.length} is too small for ${logical} bytes and a checksum`, { file, offset: loc.offset });
-        }
+        if (n < logical) throw this.shortError(i, loc, file);
         const want = new DataView(stored.buffer, stored.byteOffset + n, 4).getUint32(0, true);
         const got = adler32(stored, 0, n);
-        if (want !== got) {
-          throw new ChecksumError(`${this.format}: ${this.where(i)} fails its Adler-32 checksum (stored 0x${want.toString(16).padStart(8, '0')}, computed 0x${got.toString(16).padStart(8, '0')})`, {
-            file,
-            offset: loc.offset,
-          });
-        }
+        if (want !== got) throw this.adlerError(i, loc, want, got, file);
         const data = stored.subarray(0, logical);
         return owned ? data : data.slice();
       }

@@ -1,4 +1,5 @@
-// A small pool of worker threads that inflate EWF chunks in batches.
+// A small pool of worker threads that decode EWF chunks in batches (inflate, or check the
+// Adler-32 of stored chunks).
 // Why not zlib.inflate() (the libuv thread pool)? For 32 KiB chunks its per-call JavaScript
 // overhead on the main thread (a zlib stream object, events, buffers) costs about as much as
 // the inflate itself (measured: ~65 us of main-thread time per chunk against ~75 us of inflate
@@ -10,7 +11,7 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { InflateJob, InflateResult } from './inflate-worker.js';
+import type { InflateResult, WorkItem, WorkJob } from './inflate-worker.js';
 
 interface Slot {
   worker: Worker;
@@ -61,8 +62,8 @@ export class InflatePool {
     if (--slot.busy === 0) slot.worker.unref();
   }
 
-  /** Inflate the streams at items ([offset, length]) of buf; buf is transferred (detached). */
-  inflate(buf: Uint8Array, items: Array<[number, number]>, maxOutput: number): Promise<InflateResult[]> {
+  /** Decode the chunks at items of buf (see WorkItem); buf is transferred (detached). */
+  run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]> {
     if (this.broken) return Promise.reject(this.broken);
     let slot = this.slots.find((s) => s.busy === 0);
     try {
@@ -75,7 +76,7 @@ export class InflatePool {
     const s = slot;
     if (s.busy++ === 0) s.worker.ref();
     const ab = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength ? (buf.buffer as ArrayBuffer) : (buf.slice().buffer as ArrayBuffer);
-    const job: InflateJob = { id, buf: ab, items, maxOutput };
+    const job: WorkJob = { id, buf: ab, items, maxOutput };
     return new Promise((resolve, reject) => {
       this.pending.set(id, { slot: s, resolve, reject });
       try {
