@@ -3,8 +3,10 @@
 // numbers to {segment, offset, stored size, kind}; they are loaded on demand and kept in a
 // bounded LRU. Decompressed chunks are kept in a byte-bounded LRU; a chunk that is being loaded
 // is shared by every reader that asks for it (in-flight map). Neighbouring stored chunks are
-// fetched with one source read; zlib runs through node:zlib's async API (thread pool) so several
-// chunks decompress in parallel. Sequential reads trigger a small read-ahead.
+// fetched with one source read; the run is then decoded in parallel batches by a pool of worker
+// threads (inflate-pool.ts: inflate, Adler-32 checks), or with zlib.inflate on libuv's thread
+// pool when workers are unavailable or `inflate=threadpool` is asked for. Sequential reads
+// trigger a small read-ahead.
 // A chunk that fails its checksum or does not decompress is an error naming the chunk, the
 // segment file and the offset: never zeros.
 
