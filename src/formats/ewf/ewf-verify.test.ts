@@ -120,3 +120,18 @@ test('verify: no stored hash prints the computed ones and exits 0; unopenable in
   assert.equal(missing.report.result, 'error');
   assert.match(missing.report.errors[0]!.message, /no such file/);
 });
+
+test('verify: format-neutral: an AFF image from affconvert verifies with its stored MD5 and SHA1', () => {
+  const { dir, cleanup } = tempDir('affv');
+  try {
+    writeFileSync(join(dir, 'a.raw'), ewfSource().subarray(0, 2 * 1024 * 1024));
+    tryRun('affconvert', ['-q', 'a.raw'], { cwd: dir });
+    const { status, report } = verifyJson(join(dir, 'a.aff'));
+    assert.equal(status, 0);
+    assert.equal(report.format, 'aff');
+    assert.equal(report.result, 'match');
+    assert.deepEqual(report.stored.map((s) => s.algorithm).sort(), ['md5', 'sha1']);
+  } finally {
+    cleanup();
+  }
+});
