@@ -2,12 +2,16 @@
 // images without stored hashes and files that cannot be opened.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { anydisk, FOREIGN, tempDir, tryRun } from '../../../test/harness/tools.js';
 import { adler32 } from './adler32.js';
 import { ewf1Sections } from './ewf-builders.js';
 import { acquire, ewfSource } from './test-helpers.js';
+import { ZeroDisk } from '../../core/disk.js';
+import { ChecksumError } from '../../core/errors.js';
+import { hashDisk, type ReadErrorReport } from '../../frontends/cli/verify.js';
 
 interface Report {
   file: string;
@@ -134,4 +138,22 @@ test('verify: format-neutral: an AFF image from affconvert verifies with its sto
   } finally {
     cleanup();
   }
+});
+
+test('verify: hashing on worker threads (large disks) equals node:crypto, and failing ranges are hashed as zeros', async () => {
+  const size = 70 * 1024 * 1024 + 4096;
+  class Patterned extends ZeroDisk {
+    override async read(dst: Uint8Array, offset: number): Promise<void> {
+      if (offset < 5 * 1024 * 1024 + 100 && offset + dst.length > 5 * 1024 * 1024) throw new ChecksumError('bad chunk here', { file: 'x.E01', offset: 1234 });
+      for (let i = 0; i < dst.length; i++) dst[i] = ((offset + i) * 2654435761) >>> 24;
+    }
+  }
+  const disk = new Patterned(size);
+  const expect = new Uint8Array(size);
+  for (let i = 0; i < size; i++) expect[i] = (i * 2654435761) >>> 24;
+  expect.fill(0, 5 * 1024 * 1024, 5 * 1024 * 1024 + 32 * 1024);
+  const errors: ReadErrorReport[] = [];
+  const got = await hashDisk(disk, undefined, errors);
+  for (const a of ['md5', 'sha1', 'sha256'] as const) assert.equal(got[a], createHash(a).update(expect).digest('hex'), a);
+  assert.deepEqual(errors, [{ offset: 5 * 1024 * 1024, length: 32 * 1024, message: 'x.E01: bad chunk here (at offset 0x4d2)', file: 'x.E01', fileOffset: 1234 }]);
 });
