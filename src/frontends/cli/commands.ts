@@ -11,6 +11,7 @@ import { register as mount } from './mount.js';
 import { register as partitions } from './partitions.js';
 import { register as serve } from './serve.js';
 import { register as umount } from './umount.js';
+import { register as verify } from './verify.js';
 
 export const COMMANDS: Array<(program: Command) => void> = [
   check,
@@ -24,4 +25,5 @@ export const COMMANDS: Array<(program: Command) => void> = [
   map,
   compare,
   convert,
+  verify,
 ];
