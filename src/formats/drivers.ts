@@ -1,7 +1,11 @@
 // The format registry: one line per format. Order matters only for equal probe scores.
 import type { FormatDriver } from './types.js';
 import { rawDriver } from './raw/index.js';
+import { affDriver } from './aff/index.js';
+import { qcow2Driver } from './qcow2/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
+  affDriver,
+  qcow2Driver,
 ];

@@ -1,6 +1,7 @@
 // Finding the right driver for a file (scored probing; raw only as the fallback), opening it,
 // and resolving its backing chain under the open policy.
 
+import { statSync } from 'node:fs';
 import { basename, resolve as resolvePath } from 'node:path';
 import { AnydiskError, CorruptImageError, NotFoundError, PolicyError, UnknownFormatError } from '../core/errors.js';
 import { checkReference, DEFAULT_POLICY, locationExists, openLocation, resolveRef, type OpenPolicy } from '../sources/locate.js';
@@ -81,21 +82,36 @@ async function openOne(
   policy: OpenPolicy,
 ): Promise<FormatImage> {
   const primary = names[0]!;
-  const source = await openLocation(primary, { writable });
+  let forced: FormatDriver | undefined;
+  if (format && format !== 'auto' && format !== 'qemu') {
+    forced = findDriver(format);
+    if (!forced) throw new UnknownFormatError(`unknown format '${format}'`, { file: primary });
+  }
+  // A directory (AFF's .afd) is opened through the file its driver names inside it.
+  const dir = directoryInput(primary, forced);
+  const source = await openLocation(dir?.entry ?? primary, { writable });
   try {
-    let driver: FormatDriver | undefined;
-    if (format && format !== 'auto' && format !== 'qemu') {
-      driver = findDriver(format);
-      if (!driver) throw new UnknownFormatError(`unknown format '${format}'`, { file: primary });
-    } else {
-      driver = pickDriver(await probeInput(source));
-    }
+    const driver = dir?.driver ?? forced ?? pickDriver(await probeInput(source));
     const ctx = makeContext(source, names, writable, options, policy);
     return await driver.open(ctx);
   } catch (err) {
     await source.close().catch(() => undefined);
     throw err;
   }
+}
+
+function directoryInput(name: string, forced: FormatDriver | undefined): { driver: FormatDriver; entry: string } | undefined {
+  if (isUrlName(name)) return undefined;
+  try {
+    if (!statSync(name).isDirectory()) return undefined;
+  } catch {
+    return undefined;
+  }
+  for (const d of forced ? [forced] : DRIVERS) {
+    const entry = d.directoryEntry?.(name);
+    if (entry) return { driver: d, entry };
+  }
+  throw new UnknownFormatError('is a directory, and no format driver opens it', { file: name });
 }
 
 function makeContext(source: ByteSource, names: string[], writable: boolean, options: Record<string, string>, policy: OpenPolicy): OpenContext {

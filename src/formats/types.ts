@@ -112,5 +112,11 @@ export interface FormatDriver {
   readonly description: string;
   /** 0 = not this format, 100 = certain. */
   probe(input: ProbeInput): number;
+  /**
+   * For formats stored as a directory (AFF's .afd): given a local directory the user named, the
+   * path of the file inside it to open as ctx.source, or undefined when the directory is not one of
+   * this driver's. ctx.names still holds the directory.
+   */
+  directoryEntry?(dir: string): string | undefined;
   open(ctx: OpenContext): Promise<FormatImage>;
 }

@@ -78,6 +78,10 @@ export class RegionFile implements ViewFile {
     return this.facts;
   }
 
+  metadataRanges(): Array<[number, number]> {
+    return this.regions.filter((r) => r.kind === 'bytes' || r.kind === 'gen').map((r) => [r.start, r.start + r.length]);
+  }
+
   /** Index of the region holding offset (offset < size). */
   private find(offset: number): number {
     const rs = this.regions;

@@ -19,6 +19,12 @@ export interface ViewFile {
   truncate?(size: number): Promise<void>;
   /** Facts about this file (format, UUID, geometry, layout) for NAME.info and logs. */
   describe?(): Array<[string, string]>;
+  /**
+   * The byte ranges [start, end) that are the view's own metadata (headers, footers, block maps,
+   * descriptors) rather than the disk's data. Writes there are what a frontend persists beside a
+   * writable image so a remount shows them again. Undefined: the whole file is metadata.
+   */
+  metadataRanges?(): Array<[number, number]>;
 }
 
 export interface ViewContext {

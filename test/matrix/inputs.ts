@@ -2,7 +2,7 @@
 // independent tools, and the reference raw bytes (qemu-img convert -O raw, or the source data).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { patternBytes, qemuImg, qemuIo } from '../harness/tools.js';
+import { patternBytes, qemuImg, qemuIo, run } from '../harness/tools.js';
 
 export interface MatrixInput {
   /** Case name, e.g. qcow2-zstd. */
@@ -36,7 +36,55 @@ export const MAKERS: Record<string, InputMaker> = {
       { name: 'raw-odd-size', format: 'raw', files: [odd], reference: odd },
     ];
   },
+  qcow2: qcow2Inputs,
+  aff(dir) {
+    const ref = baseRaw(dir);
+    const conv = (...args: string[]) => run('affconvert', ['-q', '-s64k', ...args], { cwd: dir });
+    conv('base.raw');
+    conv('-M2m', '-o', 'base.afd', 'base.raw');
+    conv('-M1m', '-aafm', 'base.raw');
+    return [
+      { name: 'aff-zlib', format: 'aff', files: [join(dir, 'base.aff')], reference: ref },
+      { name: 'aff-afd', format: 'aff', files: [join(dir, 'base.afd')], reference: ref },
+      { name: 'aff-afm', format: 'aff', files: [join(dir, 'base.afm')], reference: ref },
+    ];
+  },
 };
+
+/** The qcow2 variants of the foundation issue, all made by qemu-img/qemu-io from one raw disk. */
+function qcow2Inputs(dir: string): MatrixInput[] {
+  const base = baseRaw(dir);
+  const out: MatrixInput[] = [];
+  const variant = (name: string, opts: string[]) => {
+    const p = join(dir, `${name}.qcow2`);
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', ...opts, base, p);
+    out.push({ name, format: 'qcow2', files: [p], reference: referenceOf(p, 'qcow2', join(dir, `${name}.ref`)) });
+  };
+  variant('qcow2-compat-0.10', ['-o', 'compat=0.10']);
+  variant('qcow2-compat-1.1', ['-o', 'compat=1.1']);
+  variant('qcow2-deflate', ['-c']);
+  variant('qcow2-zstd', ['-c', '-o', 'compression_type=zstd']);
+  variant('qcow2-cluster-4k', ['-o', 'cluster_size=4096']);
+  variant('qcow2-cluster-2m', ['-o', 'cluster_size=2M']);
+  variant('qcow2-extended-l2', ['-o', 'extended_l2=on']);
+  // a size that is not a multiple of 512, written at an odd place
+  const odd = join(dir, 'odd.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', odd, '1000001');
+  qemuIo(odd, 'qcow2', 'write -P 0x5a 1000 77777');
+  out.push({ name: 'qcow2-odd-size', format: 'qcow2', files: [odd], reference: referenceOf(odd, 'qcow2', join(dir, 'odd.ref')) });
+  // a 3-deep chain written at unaligned offsets, with a zeroed and a discarded range
+  const l1 = join(dir, 'chain1.qcow2');
+  const l2 = join(dir, 'chain2.qcow2');
+  const l3 = join(dir, 'chain3.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', l1);
+  qemuIo(l1, 'qcow2', 'write -P 0x11 4097 100000', 'write -z 2000000 300000');
+  qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', '-b', 'chain1.qcow2', '-F', 'qcow2', l2);
+  qemuIo(l2, 'qcow2', 'write -P 0x22 65000 3000', 'discard 3145728 1048576', 'write -P 0x23 5000001 9999');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', 'chain2.qcow2', '-F', 'qcow2', l3);
+  qemuIo(l3, 'qcow2', 'write -P 0x33 511 2', 'write -z 4096 4096', 'write -P 0x34 6000000 200000');
+  out.push({ name: 'qcow2-chain-3', format: 'qcow2', files: [l3], reference: referenceOf(l3, 'qcow2', join(dir, 'chain3.ref')) });
+  return out;
+}
 
 /** qemu-img convert -O raw of an image: the independent reference. */
 export function referenceOf(image: string, fmt: string, out: string): string {

@@ -12,6 +12,7 @@ import { baseNameOf } from '../../formats/registry.js';
 import { openInput, type InputSpec, type WriteMode } from '../input.js';
 import { findView, VIEWS } from '../../views/index.js';
 import { mountFiles } from '../fuse/filesystem.js';
+import { ViewState } from '../fuse/view-state.js';
 import { infoText, textFile } from '../../views/memory-file.js';
 import { removeRecord, writeRecord } from '../fuse/state.js';
 import { formatInfoText } from './info.js';
@@ -32,9 +33,16 @@ async function serveForeground(a: MountArgs, onReady: () => void): Promise<void>
   const { disk, infos, identity, describe } = await openInput(a.input);
   const spec = a.input;
   let mounted: Awaited<ReturnType<typeof mountFiles>> | undefined;
+  let viewState: ViewState | undefined;
   try {
     const baseName = baseNameOf(spec.images[0]!);
-    const files = view.build(disk, { baseName, identity });
+    let files = view.build(disk, { baseName, identity });
+    if (!disk.readOnly) {
+      // Header writes are kept beside the writable image, so a remount shows them again.
+      const owner = spec.write.kind === 'overlay' ? spec.write.file : spec.images[0]!;
+      viewState = new ViewState(`${resolve(owner)}.anydisk-views`, a.outFormat);
+      files = await viewState.attach(files);
+    }
     const info =
       infoText(`anydisk ${a.outFormat} view of ${spec.images.join(' ')}`, files) +
       `write mode: ${describe}\n` +
@@ -68,6 +76,7 @@ async function serveForeground(a: MountArgs, onReady: () => void): Promise<void>
       code = 1;
     }
     try {
+      await viewState?.save();
       await disk.flush();
       await disk.close();
     } catch (err) {
