@@ -135,7 +135,7 @@ async function scenario(kind: Kind, boots: number): Promise<void> {
     }
     assertBooted(r, i, `${kind} boot ${i}`);
     let fetched = '';
-    if (archive && i === 1) {
+    if (seed && archive && i === 1) {
       const bytes = archive.log().slice(logStart).filter((l) => l.uri === '/object.raw').reduce((s, l) => s + l.bodyBytes, 0);
       const share = bytes / fx.size;
       fetched = `, fetched ${(bytes / 2 ** 20).toFixed(1)} MiB = ${(share * 100).toFixed(1)}% of the archive`;
