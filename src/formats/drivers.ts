@@ -3,9 +3,13 @@ import type { FormatDriver } from './types.js';
 import { rawDriver } from './raw/index.js';
 import { affDriver } from './aff/index.js';
 import { qcow2Driver } from './qcow2/index.js';
+import { vmdkDriver } from './vmdk/index.js';
+import { vdiDriver } from './vdi/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
   affDriver,
   qcow2Driver,
+  vmdkDriver,
+  vdiDriver,
 ];

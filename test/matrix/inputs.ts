@@ -49,6 +49,29 @@ export const MAKERS: Record<string, InputMaker> = {
       { name: 'aff-afm', format: 'aff', files: [join(dir, 'base.afm')], reference: ref },
     ];
   },
+  vmdk(dir) {
+    const ref = baseRaw(dir);
+    const conv = (sub: string, out: string) => qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', '-o', `subformat=${sub}`, ref, join(dir, out));
+    conv('monolithicSparse', 'sparse.vmdk');
+    conv('streamOptimized', 'stream.vmdk');
+    conv('twoGbMaxExtentFlat', 'split.vmdk');
+    // A child over the sparse image (which it covers too, to keep the matrix short), with writes of
+    // its own: the reference is qemu's view of it.
+    run('qemu-img', ['create', '-q', '-f', 'vmdk', '-b', 'sparse.vmdk', '-F', 'vmdk', 'child.vmdk'], { cwd: dir });
+    qemuIo(join(dir, 'child.vmdk'), 'vmdk', 'write -P 0x5a 1000000 300000', 'write -z 3000000 70000');
+    return [
+      { name: 'vmdk-stream', format: 'vmdk', files: [join(dir, 'stream.vmdk')], reference: ref },
+      { name: 'vmdk-split-flat', format: 'vmdk', files: [join(dir, 'split.vmdk')], reference: ref },
+      { name: 'vmdk-child', format: 'vmdk', files: [join(dir, 'child.vmdk')], reference: referenceOf(join(dir, 'child.vmdk'), 'vmdk', join(dir, 'child.raw')) },
+    ];
+  },
+  vdi(dir) {
+    const ref = baseRaw(dir);
+    qemuImg('convert', '-q', '-f', 'raw', '-O', 'vdi', ref, join(dir, 'dynamic.vdi'));
+    return [
+      { name: 'vdi-dynamic', format: 'vdi', files: [join(dir, 'dynamic.vdi')], reference: referenceOf(join(dir, 'dynamic.vdi'), 'vdi', join(dir, 'dynamic.raw')) },
+    ];
+  },
 };
 
 /** The qcow2 variants of the foundation issue, all made by qemu-img/qemu-io from one raw disk. */
