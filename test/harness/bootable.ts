@@ -219,7 +219,12 @@ function fetchKernel(): { pkg: string; release: string; root: string } {
     rmSync(dl, { recursive: true, force: true });
     mkdirSync(dl, { recursive: true });
     try {
-      run('apt-get', ['download', '-q', pkg], { cwd: dl, timeout: 300_000 });
+      const got = tryRun('apt-get', ['download', '-q', pkg], { cwd: dl, timeout: 300_000 });
+      if (got.status !== 0) {
+        // stale package lists (the mirror moved on): refresh once and try again
+        run('apt-get', ['update', '-qq'], { timeout: 300_000 });
+        run('apt-get', ['download', '-q', pkg], { cwd: dl, timeout: 300_000 });
+      }
       const deb = readdirSync(dl).find((n) => n.endsWith('.deb'));
       if (!deb) throw new Error(`bootable fixture: apt-get download ${pkg} left no .deb`);
       const x = join(dl, 'x');
