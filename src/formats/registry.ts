@@ -150,12 +150,13 @@ async function attachChain(image: FormatImage, policy: OpenPolicy, options: Reco
     const candidates = [ref.name, ...(ref.alternatives ?? [])];
     let parent: FormatImage | undefined;
     let lastErr: unknown;
+    let refused: unknown;
     for (const cand of candidates) {
       const full = resolveRef(child.filename, cand);
       try {
         checkReference(child.filename, cand, full, policy);
       } catch (err) {
-        lastErr = err;
+        refused ??= err;
         continue;
       }
       if (seen.includes(full)) {
@@ -177,6 +178,8 @@ async function attachChain(image: FormatImage, policy: OpenPolicy, options: Reco
       break;
     }
     if (!parent) {
+      // A refusal by the policy says more than "not found" for a fallback name tried after it.
+      if (refused instanceof AnydiskError) throw refused;
       if (lastErr instanceof AnydiskError) throw lastErr;
       throw new NotFoundError(`backing file ${ref.name} could not be opened`, { file: child.filename, cause: lastErr });
     }

@@ -3,7 +3,7 @@
 // the open policy allows following it.
 
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { PolicyError, UnsupportedFeatureError } from '../core/errors.js';
 import { FileSource } from './file.js';
 import type { ByteSource } from './source.js';
@@ -61,9 +61,6 @@ export function checkReference(fromImage: string, ref: string, resolved: string,
   if (isUrl(fromImage)) {
     throw new PolicyError(`remote image refers to local file ${ref}`, { file: fromImage });
   }
-  if (FORBIDDEN_PREFIXES.some((p) => resolved.startsWith(p))) {
-    throw new PolicyError(`reference to system file ${resolved} refused`, { file: fromImage });
-  }
   if (!policy.allowDevices) {
     try {
       const st = statSync(resolved);
@@ -72,6 +69,18 @@ export function checkReference(fromImage: string, ref: string, resolved: string,
       }
     } catch (err) {
       if (err instanceof PolicyError) throw err;
+    }
+  }
+  // Check the path as written and the file it really is (a symlink must not lead around the rule).
+  let real = resolved;
+  try {
+    real = realpathSync(resolved);
+  } catch {
+    // does not exist (yet): the caller reports that
+  }
+  for (const p of new Set([resolved, real])) {
+    if (FORBIDDEN_PREFIXES.some((f) => p.startsWith(f) && !(f === '/dev/' && policy.allowDevices))) {
+      throw new PolicyError(`reference to system file ${p} refused`, { file: fromImage });
     }
   }
 }
