@@ -5,6 +5,9 @@ import { affDriver } from './aff/index.js';
 import { qcow2Driver } from './qcow2/index.js';
 import { vmdkDriver } from './vmdk/index.js';
 import { vdiDriver } from './vdi/index.js';
+import { vhdDriver } from './vhd/index.js';
+import { vhdxDriver } from './vhdx/index.js';
+import { dmgDriver } from './dmg/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
@@ -12,4 +15,7 @@ export const DRIVERS: FormatDriver[] = [
   qcow2Driver,
   vmdkDriver,
   vdiDriver,
+  vhdDriver,
+  vhdxDriver,
+  dmgDriver,
 ];

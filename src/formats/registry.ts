@@ -151,6 +151,7 @@ async function attachChain(image: FormatImage, policy: OpenPolicy, options: Reco
     let parent: FormatImage | undefined;
     let lastErr: unknown;
     let refused: unknown;
+    const lookedFor: string[] = [];
     for (const cand of candidates) {
       const full = resolveRef(child.filename, cand);
       try {
@@ -163,7 +164,8 @@ async function attachChain(image: FormatImage, policy: OpenPolicy, options: Reco
         throw new PolicyError(`backing chain loops back to ${full}`, { file: child.filename });
       }
       if (!(await locationExists(full))) {
-        lastErr = new NotFoundError(`backing file ${cand} not found (looked for ${full})`, { file: child.filename });
+        if (!lookedFor.includes(full)) lookedFor.push(full);
+        lastErr = new NotFoundError(`backing file (parent) ${ref.name} not found (looked for ${lookedFor.join(', ')})`, { file: child.filename });
         continue;
       }
       const opened = await openOne([full], ref.format, false, options, policy);

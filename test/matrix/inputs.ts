@@ -1,8 +1,10 @@
 // Input makers for the matrix test: for every format driver, ways to build images of it with
 // independent tools, and the reference raw bytes (qemu-img convert -O raw, or the source data).
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import { patternBytes, qemuImg, qemuIo, run } from '../harness/tools.js';
+import { buildDmg } from '../../src/formats/dmg/dmg-builder.js';
 
 export interface MatrixInput {
   /** Case name, e.g. qcow2-zstd. */
@@ -37,6 +39,48 @@ export const MAKERS: Record<string, InputMaker> = {
     ];
   },
   qcow2: qcow2Inputs,
+  vhd(dir) {
+    const base = baseRaw(dir);
+    const dyn = join(dir, 'dynamic.vhd');
+    const fixed = join(dir, 'fixed.vhd');
+    qemuImg('convert', '-f', 'raw', '-O', 'vpc', base, dyn);
+    qemuIo(dyn, 'vpc', 'write -P 0x5a 1000001 77777');
+    // force_size keeps current_size = the raw size; without it qemu 7.2 shows a fixed VHD's footer
+    // as part of the disk, so its raw conversion is no reference for a fixed image.
+    qemuImg('convert', '-f', 'raw', '-O', 'vpc', '-o', 'subformat=fixed,force_size=on', base, fixed);
+    return [
+      { name: 'vhd-dynamic', format: 'vhd', files: [dyn], reference: referenceOf(dyn, 'vpc', join(dir, 'dynamic.ref')) },
+      { name: 'vhd-fixed', format: 'vhd', files: [fixed], reference: base },
+    ];
+  },
+  vhdx(dir) {
+    const base = baseRaw(dir);
+    const dyn = join(dir, 'dynamic.vhdx');
+    const fixed = join(dir, 'fixed.vhdx');
+    qemuImg('convert', '-f', 'raw', '-O', 'vhdx', '-o', 'block_size=1M', base, dyn);
+    qemuIo(dyn, 'vhdx', 'write -P 0x5a 1000001 77777');
+    qemuImg('convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=fixed', base, fixed);
+    return [
+      { name: 'vhdx-dynamic', format: 'vhdx', files: [dyn], reference: referenceOf(dyn, 'vhdx', join(dir, 'dynamic.ref')) },
+      { name: 'vhdx-fixed', format: 'vhdx', files: [fixed], reference: referenceOf(fixed, 'vhdx', join(dir, 'fixed.ref')) },
+    ];
+  },
+  dmg(dir) {
+    // No tool here makes DMG files: build one from the raw disk (raw, zlib and zero chunks).
+    const ref = baseRaw(dir);
+    const data = new Uint8Array(readFileSync(ref));
+    const chunks = [];
+    for (let off = 0; off < data.length; off += 1024 * 1024) {
+      const part = data.subarray(off, Math.min(data.length, off + 1024 * 1024));
+      const sectors = part.length / 512;
+      if (part.every((b) => b === 0)) chunks.push({ type: 2, sectors, stored: new Uint8Array(0) });
+      else if ((off >> 20) % 2) chunks.push({ type: 1, sectors, stored: part });
+      else chunks.push({ type: 0x80000005, sectors, stored: new Uint8Array(deflateSync(part)) });
+    }
+    const p = join(dir, 'built.dmg');
+    writeFileSync(p, buildDmg(chunks));
+    return [{ name: 'dmg-zlib-raw', format: 'dmg', files: [p], reference: ref }];
+  },
   aff(dir) {
     const ref = baseRaw(dir);
     const conv = (...args: string[]) => run('affconvert', ['-q', '-s64k', ...args], { cwd: dir });
