@@ -15,25 +15,17 @@ import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync } from 'node
 import { join } from 'node:path';
 import { bootQemu, bootableImage, readMarker, MARKER_PREFIX, type BootableImage, type BootResult } from '../harness/bootable.js';
 import { mount } from '../harness/mount.js';
+import { startNginx } from '../harness/nginx.js';
 import { ROOT, anydisk, run, sha256File, tempDir } from '../harness/tools.js';
 
 type Kind = 'vdi' | 'vmdk' | 'vhd' | 'nbd';
 const QEMU_FORMAT: Record<Exclude<Kind, 'nbd'>, string> = { vdi: 'vdi', vmdk: 'vmdk', vhd: 'vpc' };
 
-interface AccessLine {
-  uri: string;
-  bodyBytes: number;
-}
-interface Archive {
-  url: string;
-  log(): AccessLine[];
-  dispose(): Promise<void>;
-}
 
 let fx: BootableImage;
 let archivePath: string;
 let archiveSha: string;
-let archive: Archive | undefined;
+let archive: Awaited<ReturnType<typeof startNginx>> | undefined;
 let work: { dir: string; cleanup: () => void };
 /** The seed flow (create + qcow2 overlay over HTTP) once its pieces are on main; else raw write-through. */
 let seed = false;
@@ -116,7 +108,7 @@ async function scenario(kind: Kind, boots: number): Promise<void> {
   const dir = join(work.dir, kind);
   mkdirSync(dir, { recursive: true });
   const layer = seed ? seedLayer(dir) : rawLayer(dir);
-  const logStart = archive?.log().length ?? 0;
+  const logStart = archive?.logLines().length ?? 0;
   for (let i = 1; i <= boots; i++) {
     let r: BootResult;
     const t0 = Date.now();
@@ -142,7 +134,7 @@ async function scenario(kind: Kind, boots: number): Promise<void> {
     assertBooted(r, i, `${kind} boot ${i}`);
     let fetched = '';
     if (seed && archive && i === 1) {
-      const bytes = archive.log().slice(logStart).filter((l) => l.uri === '/object.raw').reduce((s, l) => s + l.bodyBytes, 0);
+      const bytes = archive.logLines().slice(logStart).filter((l) => l.uri === '/object.raw').reduce((s, l) => s + l.bodyBytes, 0);
       const share = bytes / fx.size;
       fetched = `, fetched ${(bytes / 2 ** 20).toFixed(1)} MiB = ${(share * 100).toFixed(1)}% of the archive`;
       // the boot read the kernel from the archive, and not much more
@@ -159,7 +151,6 @@ async function scenario(kind: Kind, boots: number): Promise<void> {
 }
 
 const SERVE_HARNESS = '../harness/serve-process.js';
-const NGINX_HARNESS = '../harness/nginx.js';
 
 describe('an emulator boots an archived image through anydisk', () => {
   before(async () => {
@@ -180,12 +171,12 @@ describe('an emulator boots an archived image through anydisk', () => {
     hasServe = /^\s+serve\b/m.test(commands) && existsSync(join(ROOT, 'dist/test/harness/serve-process.js'));
     hasCreate = /^\s+create\b/m.test(commands);
     const qcow2Writes = existsSync(join(ROOT, 'dist/src/formats/qcow2/writer.js'));
-    if (existsSync(join(ROOT, 'dist/test/harness/nginx.js'))) {
-      const { startNginx } = (await import(NGINX_HARNESS)) as { startNginx: (root: string) => Promise<{ url: string; logLines(): AccessLine[]; dispose(): Promise<void> }> };
-      const n = await startNginx(adir);
-      archive = { url: n.url, log: () => n.logLines(), dispose: () => n.dispose() };
-      seed = qcow2Writes && anydisk(['info', `${n.url}/object.raw`]).status === 0;
-    }
+    // every fetch must show in the access log: no persistent block cache
+    delete process.env.ANYDISK_HTTP_CACHE;
+    archive = await startNginx(adir);
+    const info = anydisk(['info', `${archive.url}/object.raw`]);
+    assert.equal(info.status, 0, `anydisk info over http: ${info.stderr}`);
+    seed = qcow2Writes;
     note(`flow: ${seed ? `seed (qcow2 overlay over http made by ${hasCreate ? 'anydisk create' : 'qemu-img create'}, --cache writethrough)` : 'interim (raw write-through copy)'}; nbd ${hasServe ? 'yes' : 'not on main yet'}`);
   });
 
