@@ -22,6 +22,7 @@ if [ "${1:-}" = "--test" ]; then
     "nbdkit:nbdkit"
     "fio:fio"
     "sfdisk:fdisk"
+    "/usr/lib/x86_64-linux-gnu/qemu/block-curl.so:qemu-block-extra"
   )
   # the end-to-end boot test (test/e2e): an emulator, and what test/harness/bootable.ts builds its
   # bootable disk with (the kernel itself is fetched with apt-get download, never installed)
