@@ -1,0 +1,180 @@
+// One fuzz case against the image stack: open a (mutated) image held in memory through the
+// registry, read a few ranges and extents, close. The case passes when it ends in success or in
+// a typed AnydiskError; anything else (TypeError, RangeError, a plain Error, an unhandled
+// rejection), a broken Disk invariant or too much memory is a failure. Hangs are caught by the
+// runner's watchdog, which can stop a worker stuck in a synchronous loop.
+
+import { AnydiskError } from '../../src/core/errors.js';
+import type { Disk, Extent } from '../../src/core/disk.js';
+import { openSourceImage } from '../../src/formats/registry.js';
+import { DEFAULT_POLICY, type OpenPolicy } from '../../src/sources/locate.js';
+import { MemorySource } from '../../src/sources/memory.js';
+import type { Rng } from './rng.js';
+
+export type OutcomeKind = 'ok' | 'rejected' | 'crash' | 'invariant' | 'memory' | 'hang';
+
+export interface Outcome {
+  kind: OutcomeKind;
+  /** Error class or invariant name: the signature that groups failures. */
+  what?: string;
+  message?: string;
+  stack?: string;
+  /** Highest growth of array buffers + JS heap seen during the case, in bytes. */
+  peak?: number;
+}
+
+export class InvariantError extends Error {}
+export class MemoryLimitError extends Error {}
+
+/** References inside fuzzed images may not leave the machine. */
+export const FUZZ_POLICY: OpenPolicy = { ...DEFAULT_POLICY, allowRemote: 'none' };
+
+const MAX_READ = 256 * 1024;
+const EXTENT_SPAN = 1024 ** 3;
+
+/** Samples memory growth over a case and throws once it passes the limit. */
+export class MemoryMeter {
+  private base = 0;
+  peak = 0;
+  constructor(readonly limit: number) {}
+  start(): void {
+    const m = process.memoryUsage();
+    this.base = m.arrayBuffers + m.heapUsed;
+    this.peak = 0;
+  }
+  sample(): void {
+    const m = process.memoryUsage();
+    const grown = m.arrayBuffers + m.heapUsed - this.base;
+    if (grown > this.peak) this.peak = grown;
+    if (grown > this.limit) throw new MemoryLimitError(`case holds ${(grown / 2 ** 20).toFixed(0)} MiB (limit ${(this.limit / 2 ** 20).toFixed(0)} MiB)`);
+  }
+}
+
+/** A read-only in-memory source that samples memory on every read (where big tables get filled). */
+class MeteredSource extends MemorySource {
+  constructor(
+    data: Uint8Array,
+    name: string,
+    private readonly meter: MemoryMeter,
+  ) {
+    super(data, name, false);
+  }
+  override async read(dst: Uint8Array, offset: number): Promise<number> {
+    this.meter.sample();
+    return super.read(dst, offset);
+  }
+}
+
+export interface ImageCase {
+  bytes: Uint8Array;
+  /** Name of the source: the seed's real path, so that related files resolve next to it. */
+  name: string;
+  /** Driver to force, or 'auto' to probe. */
+  format: string;
+}
+
+export function classify(err: unknown, peak: number): Outcome {
+  if (err instanceof MemoryLimitError) return { kind: 'memory', what: 'MemoryLimit', message: err.message, peak };
+  if (err instanceof InvariantError) return { kind: 'invariant', what: 'Invariant', message: err.message, stack: err.stack, peak };
+  if (err instanceof AnydiskError) return { kind: 'rejected', what: err.name, message: err.message, peak };
+  const e = err as Error;
+  return { kind: 'crash', what: e?.constructor?.name ?? typeof err, message: e?.message ?? String(err), stack: e?.stack, peak };
+}
+
+export async function runImageCase(c: ImageCase, rng: Rng, meter: MemoryMeter): Promise<Outcome> {
+  meter.start();
+  let img: Disk | undefined;
+  try {
+    const source = new MeteredSource(c.bytes, c.name, meter);
+    const image = await openSourceImage(source, { format: c.format, policy: FUZZ_POLICY });
+    img = image;
+    meter.sample();
+    const size = image.size;
+    if (!Number.isSafeInteger(size) || size < 0) throw new InvariantError(`image size ${size} is not a safe non-negative integer`);
+    JSON.stringify(image.info());
+    image.identity();
+    await exercise(image, rng, meter);
+    meter.sample();
+    await image.close();
+    await image.close();
+    return { kind: 'ok', peak: meter.peak };
+  } catch (err) {
+    if (img) await img.close().catch(() => undefined);
+    return classify(err, meter.peak);
+  }
+}
+
+async function exercise(disk: Disk, rng: Rng, meter: MemoryMeter): Promise<void> {
+  const size = disk.size;
+  const ranges: Array<[number, number]> = [];
+  if (size > 0) {
+    ranges.push([0, Math.min(size, 4096)]);
+    ranges.push([Math.max(0, size - 4096), Math.min(size, 4096)]);
+    for (let i = 0; i < 3; i++) {
+      const len = Math.min(size, 1 + rng.skewed(MAX_READ - 1));
+      ranges.push([rng.int(size - len + 1), len]);
+    }
+  }
+  // Each range read whole, then in two pieces: the bytes must agree (no stale or shared buffers).
+  const wholes: Uint8Array[] = [];
+  for (const [off, len] of ranges) {
+    const whole = new Uint8Array(len);
+    await disk.read(whole, off);
+    meter.sample();
+    wholes.push(whole);
+    if (len > 1) {
+      const cut = 1 + rng.int(len - 1);
+      const a = new Uint8Array(cut);
+      const b = new Uint8Array(len - cut);
+      await disk.read(a, off);
+      await disk.read(b, off + cut);
+      if (!same(whole.subarray(0, cut), a) || !same(whole.subarray(cut), b)) {
+        throw new InvariantError(`read of ${len} bytes at ${off} differs from the same range read in two pieces (cut ${cut})`);
+      }
+    }
+  }
+  // The same ranges again, all in flight at once (Disk.read may be called concurrently).
+  if (ranges.length) {
+    const again = ranges.map(([, len]) => new Uint8Array(len));
+    await Promise.all(ranges.map(([off], i) => disk.read(again[i]!, off)));
+    for (let i = 0; i < ranges.length; i++) {
+      if (!same(again[i]!, wholes[i]!)) throw new InvariantError(`concurrent read of ${ranges[i]![1]} bytes at ${ranges[i]![0]} differs from the sequential one`);
+    }
+  }
+  // Past the end: a typed error, never bytes.
+  await expectTyped(() => disk.read(new Uint8Array(1), size), 'read past the end');
+  // Extents: of the first GiB, and of a random window.
+  const span = Math.min(size, EXTENT_SPAN);
+  checkExtents(await disk.extents(0, span), 0, span);
+  meter.sample();
+  if (size > 0) {
+    const len = Math.min(size, 1 + rng.skewed(Math.min(size, EXTENT_SPAN) - 1));
+    const off = rng.int(size - len + 1);
+    checkExtents(await disk.extents(off, len), off, len);
+  }
+}
+
+async function expectTyped(fn: () => Promise<unknown>, what: string): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (err instanceof AnydiskError) return;
+    throw err;
+  }
+  throw new InvariantError(`${what} succeeded`);
+}
+
+export function checkExtents(list: Extent[], offset: number, length: number): void {
+  let pos = offset;
+  for (const e of list) {
+    if (e.offset !== pos) throw new InvariantError(`extents not contiguous: ${e.offset} after ${pos}`);
+    if (!(e.length > 0) || !Number.isSafeInteger(e.length)) throw new InvariantError(`extent at ${e.offset} has length ${e.length}`);
+    if (e.kind !== 'data' && e.kind !== 'zero' && e.kind !== 'unallocated') throw new InvariantError(`extent kind ${String(e.kind)}`);
+    pos += e.length;
+  }
+  if (pos !== offset + length) throw new InvariantError(`extents cover ${offset}..${pos}, asked ${offset}..${offset + length}`);
+}
+
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+}

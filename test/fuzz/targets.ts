@@ -1,0 +1,116 @@
+// What the fuzzer aims at: every registered format driver (with its seed images) and the small
+// parsers of user or network input (CLI sizes and option lists; the NBD protocol once it lands).
+// A case is fully determined by (run seed, case index), so the runner can rebuild any case.
+
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError } from '../../src/core/errors.js';
+import { parseSize } from '../../src/core/size.js';
+import { parseKeyValues } from '../../src/frontends/cli/common.js';
+import { allDrivers } from '../../src/formats/registry.js';
+import { classify, InvariantError, runImageCase, type MemoryMeter, type Outcome } from './engine.js';
+import { analyze } from './formats/index.js';
+import { mutate } from './mutate.js';
+import { caseSeed, Rng } from './rng.js';
+import { seedsFor, type SeedFile } from './seeds.js';
+import type { Structure } from './structure.js';
+
+export interface TargetSpec {
+  id: string;
+  kind: 'image' | 'cli';
+  seeds: SeedFile[];
+}
+
+/** Every registered driver, then the CLI parsers. Throws for a driver without seed recipe. */
+export function allTargets(filter?: (id: string) => boolean): TargetSpec[] {
+  const out: TargetSpec[] = [];
+  for (const d of allDrivers()) out.push({ id: d.name, kind: 'image', seeds: seedsFor(d.name) });
+  out.push({ id: 'cli', kind: 'cli', seeds: [] });
+  return filter ? out.filter((t) => filter(t.id)) : out;
+}
+
+export interface BuiltCase {
+  target: string;
+  seed?: string;
+  seedPath?: string;
+  format?: string;
+  steps: string[];
+  bytes?: Uint8Array;
+  text?: string;
+}
+
+/** Loads seeds and analyses them once; builds and runs cases. Used by the worker and the runner. */
+export class CaseFactory {
+  private readonly loaded = new Map<string, { bytes: Uint8Array; st: Structure }>();
+  private others: Uint8Array[] = [];
+
+  constructor(
+    readonly targets: TargetSpec[],
+    readonly runSeed: number,
+  ) {}
+
+  private seedData(s: SeedFile): { bytes: Uint8Array; st: Structure } {
+    let d = this.loaded.get(s.path);
+    if (!d) {
+      const bytes = new Uint8Array(readFileSync(s.path));
+      d = { bytes, st: analyze(s.driver, bytes, s.name.split('/').pop()!) };
+      this.loaded.set(s.path, d);
+      if (bytes.length <= 1 << 20 && this.others.length < 16) this.others.push(bytes);
+    }
+    return d;
+  }
+
+  build(index: number): { c: BuiltCase; rng: Rng } {
+    const t = this.targets[index % this.targets.length]!;
+    const rng = new Rng(caseSeed(this.runSeed, index));
+    if (t.kind === 'cli') return { c: { target: t.id, steps: [], text: cliInput(rng) }, rng };
+    const round = Math.floor(index / this.targets.length);
+    const seed = t.seeds[round % t.seeds.length]!;
+    const { bytes, st } = this.seedData(seed);
+    // Every 50th round opens the seed unchanged: the baseline must keep opening.
+    const m = round % 50 === 0 ? { bytes, steps: ['unchanged seed'] } : mutate(bytes, st, rng, this.others);
+    const format = rng.chance(0.2) ? 'auto' : t.id;
+    return { c: { target: t.id, seed: seed.name, seedPath: seed.path, format, steps: m.steps, bytes: m.bytes }, rng };
+  }
+
+  async run(c: BuiltCase, rng: Rng, meter: MemoryMeter): Promise<Outcome> {
+    if (c.text !== undefined) return runCliCase(c.text);
+    return runImageCase({ bytes: c.bytes!, name: c.seedPath!, format: c.format! }, rng, meter);
+  }
+}
+
+// CLI parsers: sizes/offsets (parseSize) and option lists (parseKeyValues).
+const PIECES = ['0', '1', '512', '4096', '1.5', '0.5', '9007199254740991', '9007199254740992', '18446744073709551616', '1e3', '-1', '+1', ' ', '', '.', '..', 'k', 'K', 'M', 'G', 'T', 'P', 'E', 'B', 'iB', 'KiB', 'MB', 'x', '0x10', '\t', '\n', '\0', ',', '=', '1'.repeat(400), 'NaN', 'Infinity'];
+
+function cliInput(rng: Rng): string {
+  let s = '';
+  const n = 1 + rng.int(5);
+  for (let i = 0; i < n; i++) s += rng.chance(0.85) ? rng.pick(PIECES) : String.fromCharCode(rng.int(rng.chance(0.9) ? 128 : 0x10000));
+  return s;
+}
+
+const MULT: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };
+
+export function runCliCase(text: string): Outcome {
+  try {
+    let v: number | undefined;
+    try {
+      v = parseSize(text, 'size');
+    } catch (err) {
+      if (!(err instanceof InvalidArgumentError)) throw err;
+    }
+    if (v !== undefined) {
+      if (!Number.isSafeInteger(v) || v < 0) throw new InvariantError(`parseSize(${JSON.stringify(text)}) = ${v}`);
+      // Oracle for the plain forms: digits, optional suffix, optional B/iB.
+      const m = /^\s*(\d+)\s*([kKmMgGtTpPeE]?)(?:i?[bB])?\s*$/.exec(text);
+      if (m) {
+        const want = Number(m[1]) * MULT[m[2]!.toLowerCase()]!;
+        if (want !== v) throw new InvariantError(`parseSize(${JSON.stringify(text)}) = ${v}, expected ${want}`);
+      }
+    }
+    const kv = parseKeyValues([text, `${text},a=b`]);
+    if (kv['a'] !== 'b') throw new InvariantError(`parseKeyValues lost a=b after ${JSON.stringify(text)}`);
+    return { kind: v === undefined ? 'rejected' : 'ok' };
+  } catch (err) {
+    return classify(err, 0);
+  }
+}
