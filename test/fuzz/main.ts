@@ -24,6 +24,13 @@ console.log(`\nfuzz: ${report.cases} cases in ${(report.elapsedMs / 1000).toFixe
 for (const [t, kinds] of Object.entries(report.counts).sort()) {
   console.log(`  ${t.padEnd(8)} ${Object.entries(kinds).map(([k, n]) => `${k} ${n}`).join(', ')}`);
 }
+if (env['FUZZ_REASONS'] !== '0') {
+  console.log('  most frequent rejections (FUZZ_REASONS=0 hides them):');
+  for (const [t, rs] of Object.entries(report.reasons).sort()) {
+    const top = Object.entries(rs).sort((a, b) => b[1] - a[1]).slice(0, 4);
+    for (const [k, n] of top) console.log(`    ${t.padEnd(8)} ${String(n).padStart(6)}  ${k}`);
+  }
+}
 console.log(`  largest memory growth of a case: ${(report.maxPeak / 2 ** 20).toFixed(1)} MiB (case ${report.maxPeakCase})`);
 if (report.slow.length) {
   console.log(`  slow cases (> 1 s): ${report.slow.length}`);

@@ -3,7 +3,11 @@
 // dictionary lines in descriptors, decompression bombs in compressed payloads, truncations and
 // splices. Everything is drawn from the case's Rng, so (seed, case) reproduces the bytes.
 
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { deflateRawSync, deflateSync } from 'node:zlib';
+import { seedRoot } from './seeds.js';
 import type { Rng } from './rng.js';
 import { readField, writeField, type Codec, type Field, type Structure } from './structure.js';
 
@@ -16,8 +20,19 @@ export interface Mutated {
 const HEAD = 64 * 1024;
 
 /** Apply 1..n mutations to a copy of seed. `others` are other seeds of any format, for splices. */
+// One buffer per thread for the copy of the seed: a fresh multi-MiB copy per case mostly feeds
+// the garbage collector. The previous case's bytes are dead once its result is in.
+let pool = new Uint8Array(0);
+
+function copyOf(seed: Uint8Array): Uint8Array {
+  if (pool.length < seed.length) pool = new Uint8Array(Math.max(seed.length, 1 << 20));
+  const buf = pool.subarray(0, seed.length);
+  buf.set(seed);
+  return buf;
+}
+
 export function mutate(seed: Uint8Array, st: Structure, rng: Rng, others: readonly Uint8Array[] = []): Mutated {
-  let buf: Uint8Array = seed.slice();
+  let buf: Uint8Array = copyOf(seed);
   const steps: string[] = [];
   const n = 1 + rng.skewed(7);
   for (let i = 0; i < n; i++) {
@@ -172,13 +187,21 @@ const bombCache = new Map<string, Uint8Array>();
 const BOMB_SIZES = [1 << 20, 8 << 20, 64 << 20];
 
 function bombOf(codec: Codec, size: number): Uint8Array {
-  const key = `${codec}:${size}`;
+  const key = `${codec}-${size}`;
   let b = bombCache.get(key);
   if (!b) {
-    if (codec === 'zstd') b = zstdZeros(size);
+    // Compressing 64 MiB takes a while: keep the bombs beside the seeds.
+    const file = join(seedRoot(), 'bombs', `${key}.bin`);
+    if (existsSync(file)) b = new Uint8Array(readFileSync(file));
     else {
-      const zeros = Buffer.alloc(size);
-      b = new Uint8Array(codec === 'zlib' ? deflateSync(zeros, { level: 9 }) : deflateRawSync(zeros, { level: 9 }));
+      if (codec === 'zstd') b = zstdZeros(size);
+      else {
+        const zeros = Buffer.alloc(size);
+        b = new Uint8Array(codec === 'zlib' ? deflateSync(zeros, { level: 9 }) : deflateRawSync(zeros, { level: 9 }));
+      }
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(`${file}.${process.pid}.${threadId}`, b);
+      renameSync(`${file}.${process.pid}.${threadId}`, file);
     }
     bombCache.set(key, b);
   }
@@ -224,7 +247,7 @@ function truncate(buf: Uint8Array, st: Structure, rng: Rng, steps: string[]): Ui
   else len = rng.int(buf.length + 1);
   len = Math.max(0, Math.min(buf.length, len));
   steps.push(`truncate to ${len}`);
-  return buf.slice(0, len);
+  return buf.subarray(0, len);
 }
 
 function splice(buf: Uint8Array, rng: Rng, others: readonly Uint8Array[], steps: string[]): Uint8Array {

@@ -49,6 +49,8 @@ export interface RunReport {
   cases: number;
   elapsedMs: number;
   counts: Record<string, Record<string, number>>;
+  /** Rejection messages (numbers folded) by target, with counts. */
+  reasons: Record<string, Record<string, number>>;
   failures: Failure[];
   slow: Array<{ index: number; target: string; seed?: string; ms: number }>;
   maxPeak: number;
@@ -61,7 +63,7 @@ export function signatureOf(target: string, o: Outcome): string {
     .split('\n')
     .map((l) => l.trim())
     .find((l) => l.includes('/src/') && !l.includes('/test/'));
-  const where = frame ? frame.replace(/^at /, '').replace(/\(?\/.*\/(src\/[^):]+):(\d+):\d+\)?/, '$1:$2') : (o.message ?? '').replace(/\d+/g, 'N').slice(0, 80);
+  const where = frame ? frame.replace(/^at /, '').replace(/\(?(?:file:\/\/)?\/\S*?\/(src\/[^):]+):(\d+):\d+\)?/, '($1:$2)') : (o.message ?? '').replace(/\d+/g, 'N').slice(0, 80);
   return `${target} ${o.kind} ${o.what ?? ''} @ ${where}`;
 }
 
@@ -75,7 +77,7 @@ export async function runFuzz(opts: RunOptions): Promise<RunReport> {
   const current = new Int32Array(shared, 0, 1);
   const started = new Float64Array(shared, 8, 1);
   const init: WorkerInit = { targets: opts.targets, runSeed: opts.seed, memLimit: opts.memLimit ?? 256 * 2 ** 20, shared, slowMs: opts.slowMs ?? 1000 };
-  const report: RunReport = { runSeed: opts.seed, cases: 0, elapsedMs: 0, counts: {}, failures: [], slow: [], maxPeak: 0, maxPeakCase: -1 };
+  const report: RunReport = { runSeed: opts.seed, cases: 0, elapsedMs: 0, counts: {}, reasons: {}, failures: [], slow: [], maxPeak: 0, maxPeakCase: -1 };
   const bySig = new Map<string, Failure>();
   const known = knownSignatures(opts.crashDir);
   let factory: CaseFactory | undefined;
@@ -109,6 +111,10 @@ export async function runFuzz(opts: RunOptions): Promise<RunReport> {
           for (const [t, kinds] of Object.entries(m.counts)) {
             const dst = (report.counts[t] ??= {});
             for (const [k, n] of Object.entries(kinds)) dst[k] = (dst[k] ?? 0) + n;
+          }
+          for (const [t, rs] of Object.entries(m.reasons)) {
+            const dst = (report.reasons[t] ??= {});
+            for (const [k, n] of Object.entries(rs)) dst[k] = (dst[k] ?? 0) + n;
           }
           if (m.maxPeak > report.maxPeak) {
             report.maxPeak = m.maxPeak;
@@ -150,7 +156,7 @@ function workerFor(init: WorkerInit): Worker {
   if (live) void live.worker.terminate();
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
     workerData: init,
-    resourceLimits: { maxOldGenerationSizeMb: 1024 },
+    resourceLimits: { maxOldGenerationSizeMb: 512 },
     stdout: true,
     stderr: true,
   });
@@ -279,7 +285,7 @@ export async function replayCases(items: ReplayItem[], opts: { caseTimeoutMs?: n
     const current = new Int32Array(shared, 0, 1);
     const started = new Float64Array(shared, 8, 1);
     const init: WorkerInit = { targets: [], runSeed: 0, memLimit: opts.memLimit ?? 256 * 2 ** 20, shared, slowMs: Infinity };
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, resourceLimits: { maxOldGenerationSizeMb: 1024 }, stdout: true, stderr: true });
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, resourceLimits: { maxOldGenerationSizeMb: 512 }, stdout: true, stderr: true });
     worker.stdout.resume();
     worker.stderr.resume();
     const batch = items.slice(from);

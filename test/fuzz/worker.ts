@@ -21,7 +21,7 @@ export type WorkerMessage =
   | { type: 'failure'; index: number; target: string; seed?: string; format?: string; steps: string[]; outcome: Outcome; bytes?: Uint8Array; text?: string; ms: number }
   | { type: 'slow'; index: number; target: string; seed?: string; ms: number; outcome: Outcome }
   | { type: 'replayed'; index: number; outcome: Outcome }
-  | { type: 'done'; from: number; to: number; counts: Record<string, Record<string, number>>; maxPeak: number; maxPeakCase: number };
+  | { type: 'done'; from: number; to: number; counts: Record<string, Record<string, number>>; reasons: Record<string, Record<string, number>>; maxPeak: number; maxPeakCase: number };
 
 const init = workerData as WorkerInit;
 const factory = new CaseFactory(init.targets, init.runSeed);
@@ -66,6 +66,7 @@ parentPort!.on('message', async (msg: Request) => {
     return;
   }
   const counts: Record<string, Record<string, number>> = {};
+  const reasons: Record<string, Record<string, number>> = {};
   let maxPeak = 0;
   let maxPeakCase = -1;
   for (let i = msg.from; i < msg.to; i++) {
@@ -85,6 +86,12 @@ parentPort!.on('message', async (msg: Request) => {
     }
     const byTarget = (counts[c.target] ??= {});
     byTarget[outcome.kind] = (byTarget[outcome.kind] ?? 0) + 1;
+    if (outcome.kind === 'rejected') {
+      // Why cases are refused, numbers folded: shows whether mutations get past the first checks.
+      const r = (reasons[c.target] ??= {});
+      const k = `${outcome.what}: ${(outcome.message ?? '').replace(/0x[0-9a-f]+/gi, 'X').replace(/\d+/g, 'N').slice(0, 100)}`;
+      r[k] = (r[k] ?? 0) + 1;
+    }
     if ((outcome.peak ?? 0) > maxPeak) {
       maxPeak = outcome.peak!;
       maxPeakCase = i;
@@ -98,6 +105,6 @@ parentPort!.on('message', async (msg: Request) => {
     }
   }
   running = -1;
-  parentPort!.postMessage({ type: 'done', from: msg.from, to: msg.to, counts, maxPeak, maxPeakCase } satisfies WorkerMessage);
+  parentPort!.postMessage({ type: 'done', from: msg.from, to: msg.to, counts, reasons, maxPeak, maxPeakCase } satisfies WorkerMessage);
 });
 void running;
