@@ -5,7 +5,8 @@
 // runner's watchdog, which can stop a worker stuck in a synchronous loop.
 
 import { getHeapStatistics } from 'node:v8';
-import { AnydiskError } from '../../src/core/errors.js';
+import { AnydiskError, NoSpaceError } from '../../src/core/errors.js';
+import type { FormatImage } from '../../src/formats/types.js';
 import type { Disk, Extent } from '../../src/core/disk.js';
 import { openSourceImage } from '../../src/formats/registry.js';
 import { DEFAULT_POLICY, type OpenPolicy } from '../../src/sources/locate.js';
@@ -57,18 +58,35 @@ export class MemoryMeter {
 
 /** A read-only in-memory source that samples memory on every read (where big tables get filled). */
 class MeteredSource extends MemorySource {
+  /** A writable case's "disk" has room for this much: past it, writes fail like a full disk. */
+  private readonly room: number;
   constructor(
     data: Uint8Array,
     name: string,
     private readonly meter: MemoryMeter,
+    writable = false,
   ) {
-    super(data, name, false);
+    // A writable case gets its own copy: the bytes may be a shared scratch buffer.
+    super(writable ? data.slice() : data, name, writable);
+    this.room = Math.max(data.length * 4, 16 << 20);
   }
   override async read(dst: Uint8Array, offset: number): Promise<number> {
     this.meter.sample();
     return super.read(dst, offset);
   }
+  override async write(src: Uint8Array, offset: number): Promise<void> {
+    this.meter.sample();
+    if (offset + src.length > this.room) throw new NoSpaceError(`fuzz source full (write of ${src.length} at ${offset})`, { file: this.name, offset });
+    return super.write(src, offset);
+  }
+  override async truncate(size: number): Promise<void> {
+    if (size > this.room) throw new NoSpaceError(`fuzz source full (truncate to ${size})`, { file: this.name });
+    return super.truncate(size);
+  }
 }
+
+/** Drivers that open images for writing: their cases also write, read back, close and reopen. */
+export const WRITABLE_DRIVERS: readonly string[] = ['raw', 'qcow2'];
 
 export interface ImageCase {
   bytes: Uint8Array;
@@ -76,6 +94,8 @@ export interface ImageCase {
   name: string;
   /** Driver to force, or 'auto' to probe. */
   format: string;
+  /** Open for writing and write a few ranges too. */
+  writable?: boolean;
 }
 
 export function classify(err: unknown, peak: number): Outcome {
@@ -90,8 +110,8 @@ export async function runImageCase(c: ImageCase, rng: Rng, meter: MemoryMeter): 
   meter.start();
   let img: Disk | undefined;
   try {
-    const source = new MeteredSource(c.bytes, c.name, meter);
-    const image = await openSourceImage(source, { format: c.format, policy: FUZZ_POLICY });
+    const source = new MeteredSource(c.bytes, c.name, meter, !!c.writable);
+    const image = await openSourceImage(source, { format: c.format, policy: FUZZ_POLICY, writable: !!c.writable });
     img = image;
     meter.sample();
     const size = image.size;
@@ -100,8 +120,21 @@ export async function runImageCase(c: ImageCase, rng: Rng, meter: MemoryMeter): 
     image.identity();
     await exercise(image, rng, meter);
     meter.sample();
+    const written = c.writable && !image.readOnly ? await writeSome(image, rng) : [];
     await image.close();
     await image.close();
+    if (written.length) {
+      // What was written and flushed reads back the same after a reopen.
+      img = undefined;
+      const again = await openSourceImage(new MeteredSource(source.bytes, c.name, meter), { format: image.format, policy: FUZZ_POLICY });
+      img = again;
+      for (const w of written) {
+        const b = new Uint8Array(w.data.length);
+        await again.read(b, w.offset);
+        if (!same(b, w.data)) throw new InvariantError(`after close and reopen, ${w.data.length} bytes written at ${w.offset} read back differently`);
+      }
+      await again.close();
+    }
     return { kind: 'ok', peak: meter.peak };
   } catch (err) {
     if (img) await img.close().catch(() => undefined);
@@ -157,6 +190,47 @@ async function exercise(disk: Disk, rng: Rng, meter: MemoryMeter): Promise<void>
     const off = rng.int(size - len + 1);
     checkExtents(await disk.extents(off, len), off, len);
   }
+}
+
+/**
+ * Write a few ranges (data, zeroes, a discard), each read back at once; returns what must still
+ * be there after a reopen (the last write to each byte wins: later writes are kept apart).
+ */
+async function writeSome(disk: FormatImage, rng: Rng): Promise<Array<{ offset: number; data: Uint8Array }>> {
+  const size = disk.size;
+  if (size === 0) return [];
+  const kept: Array<{ offset: number; data: Uint8Array }> = [];
+  const n = 1 + rng.int(4);
+  for (let i = 0; i < n; i++) {
+    const len = Math.min(size, 1 + rng.skewed(64 * 1024 - 1));
+    const off = rng.chance(0.5) ? rng.int(size - len + 1) : Math.floor(rng.int(size - len + 1) / 512) * 512;
+    const kind = rng.int(6);
+    let data: Uint8Array;
+    if (kind < 4) {
+      data = new Uint8Array(len);
+      for (let j = 0; j < len; j += 4096) data.fill(rng.int(256), j, Math.min(len, j + 4096));
+      data[0] = 0xa5;
+      await disk.write(data, off);
+    } else if (kind === 4) {
+      data = new Uint8Array(len);
+      await disk.writeZeroes(off, len);
+    } else {
+      await disk.discard(off, len);
+      for (let k = kept.length - 1; k >= 0; k--) if (overlaps(kept[k]!, off, len)) kept.splice(k, 1);
+      continue;
+    }
+    const back = new Uint8Array(len);
+    await disk.read(back, off);
+    if (!same(back, data)) throw new InvariantError(`${len} bytes written at ${off} (${kind < 4 ? 'data' : 'zeroes'}) read back differently`);
+    for (let k = kept.length - 1; k >= 0; k--) if (overlaps(kept[k]!, off, len)) kept.splice(k, 1);
+    kept.push({ offset: off, data });
+  }
+  await disk.flush();
+  return kept;
+}
+
+function overlaps(w: { offset: number; data: Uint8Array }, off: number, len: number): boolean {
+  return w.offset < off + len && off < w.offset + w.data.length;
 }
 
 async function expectTyped(fn: () => Promise<unknown>, what: string): Promise<void> {

@@ -8,7 +8,10 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { allDrivers } from '../../src/formats/registry.js';
+import { ReadOnlyError, UnsupportedFeatureError } from '../../src/core/errors.js';
+import { allDrivers, openSourceImage } from '../../src/formats/registry.js';
+import { MemorySource } from '../../src/sources/memory.js';
+import { WRITABLE_DRIVERS } from './engine.js';
 import { ROOT, tempDir } from '../harness/tools.js';
 import { replayCases, runFuzz, stopWorker, type CrasherInfo, type Failure } from './runner.js';
 import { RECIPES, seedsFor } from './seeds.js';
@@ -44,6 +47,17 @@ test('fuzz: every registered format driver has a seed recipe, and its seeds open
     assert.deepEqual(bad.map(({ s, o }) => `${s.name}: ${o.kind} ${o.what} ${o.message}`), [], `${d.name}: unmutated seeds fail`);
     const opened = outcomes.filter((o) => o.kind === 'ok').length;
     assert.ok(opened > 0, `${d.name}: none of its seeds opens (${outcomes.map((o) => o.message).join('; ')})`);
+    // Drivers that write get write cases: the list in engine.ts must know them.
+    const seed = seeds[outcomes.findIndex((o) => o.kind === 'ok')]!;
+    let writes = false;
+    try {
+      const img = await openSourceImage(new MemorySource(new Uint8Array(readFileSync(seed.path)), seed.path, true), { format: d.name, writable: true });
+      writes = !img.readOnly;
+      await img.close();
+    } catch (err) {
+      if (!(err instanceof ReadOnlyError) && !(err instanceof UnsupportedFeatureError)) throw err;
+    }
+    assert.equal(WRITABLE_DRIVERS.includes(d.name), writes, `${d.name} ${writes ? 'opens for writing' : 'does not open for writing'}: update WRITABLE_DRIVERS in test/fuzz/engine.ts`);
   }
 });
 

@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '../../src/core/errors.js';
 import { parseSize } from '../../src/core/size.js';
 import { parseKeyValues } from '../../src/frontends/cli/common.js';
 import { allDrivers } from '../../src/formats/registry.js';
-import { classify, InvariantError, runImageCase, type MemoryMeter, type Outcome } from './engine.js';
+import { classify, InvariantError, runImageCase, WRITABLE_DRIVERS, type MemoryMeter, type Outcome } from './engine.js';
 import { analyze } from './formats/index.js';
 import { mutate } from './mutate.js';
 import { caseSeed, Rng } from './rng.js';
@@ -33,6 +33,7 @@ export interface BuiltCase {
   seed?: string;
   seedPath?: string;
   format?: string;
+  writable?: boolean;
   steps: string[];
   bytes?: Uint8Array;
   text?: string;
@@ -69,12 +70,14 @@ export class CaseFactory {
     // Every 50th round opens the seed unchanged: the baseline must keep opening.
     const m = round % 50 === 0 ? { bytes, steps: ['unchanged seed'] } : mutate(bytes, st, rng, this.others);
     const format = rng.chance(0.2) ? 'auto' : t.id;
-    return { c: { target: t.id, seed: seed.name, seedPath: seed.path, format, steps: m.steps, bytes: m.bytes }, rng };
+    const writable = WRITABLE_DRIVERS.includes(t.id) && rng.chance(0.3);
+    if (writable) m.steps.push('open writable, write, reopen');
+    return { c: { target: t.id, seed: seed.name, seedPath: seed.path, format, writable, steps: m.steps, bytes: m.bytes }, rng };
   }
 
   async run(c: BuiltCase, rng: Rng, meter: MemoryMeter): Promise<Outcome> {
     if (c.text !== undefined) return runCliCase(c.text);
-    return runImageCase({ bytes: c.bytes!, name: c.seedPath!, format: c.format! }, rng, meter);
+    return runImageCase({ bytes: c.bytes!, name: c.seedPath!, format: c.format!, writable: c.writable }, rng, meter);
   }
 }
 
