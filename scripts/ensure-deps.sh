@@ -21,6 +21,7 @@ if [ "${1:-}" = "--test" ]; then
     "nbdkit:nbdkit"
     "fio:fio"
     "sfdisk:fdisk"
+    "/usr/lib/x86_64-linux-gnu/qemu/block-curl.so:qemu-block-extra"
   )
 fi
 
@@ -42,7 +43,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+# npm ci when node_modules is missing or was installed from another lock file (content hash, not
+# mtime: a fresh checkout has new mtimes). A node_modules symlink is someone else's: left alone.
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -L node_modules ]; then
+  if [ ! -d node_modules ] || [ "$(cat node_modules/.anydisk-lock 2>/dev/null)" != "$lock_hash" ]; then
+    npm ci --no-audit --no-fund
+    echo "$lock_hash" > node_modules/.anydisk-lock
+  fi
 fi
 npm run -s build

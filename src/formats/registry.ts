@@ -179,19 +179,22 @@ async function attachChain(image: FormatImage, policy: OpenPolicy, options: Reco
     const candidates = [ref.name, ...(ref.alternatives ?? [])];
     let parent: FormatImage | undefined;
     let lastErr: unknown;
+    let refused: unknown;
+    const lookedFor: string[] = [];
     for (const cand of candidates) {
       const full = resolveRef(child.filename, cand);
       try {
         checkReference(child.filename, cand, full, policy);
       } catch (err) {
-        lastErr = err;
+        refused ??= err;
         continue;
       }
       if (seen.includes(full)) {
         throw new PolicyError(`backing chain loops back to ${full}`, { file: child.filename });
       }
       if (!(await locationExists(full))) {
-        lastErr = new NotFoundError(`backing file ${cand} not found (looked for ${full})`, { file: child.filename });
+        if (!lookedFor.includes(full)) lookedFor.push(full);
+        lastErr = new NotFoundError(`backing file (parent) ${ref.name} not found (looked for ${lookedFor.join(', ')})`, { file: child.filename });
         continue;
       }
       const opened = await openOne([full], ref.format, false, options, policy);
@@ -206,6 +209,8 @@ async function attachChain(image: FormatImage, policy: OpenPolicy, options: Reco
       break;
     }
     if (!parent) {
+      // A refusal by the policy says more than "not found" for a fallback name tried after it.
+      if (refused instanceof AnydiskError) throw refused;
       if (lastErr instanceof AnydiskError) throw lastErr;
       throw new NotFoundError(`backing file ${ref.name} could not be opened`, { file: child.filename, cause: lastErr });
     }

@@ -3,7 +3,7 @@
 // the open policy allows following it.
 
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { PolicyError, UnsupportedFeatureError } from '../core/errors.js';
 import { FileSource } from './file.js';
 import type { ByteSource } from './source.js';
@@ -25,6 +25,11 @@ export interface OpenPolicy {
   allowAbsolute: boolean;
   /** Follow URLs written inside images: never, only on the same origin as a remote image, or any. */
   allowRemote: 'none' | 'same-origin' | 'any';
+  /**
+   * Follow URLs written inside REMOTE images (never stricter than allowRemote allows). Default
+   * 'same-origin': an image fetched from a server may only name files on that same server.
+   */
+  remoteFromRemote?: 'none' | 'same-origin' | 'any';
   /** Open block and character devices. */
   allowDevices: boolean;
   /** Longest chain of backing files. */
@@ -34,6 +39,7 @@ export interface OpenPolicy {
 export const DEFAULT_POLICY: OpenPolicy = {
   allowAbsolute: true,
   allowRemote: 'any',
+  remoteFromRemote: 'same-origin',
   allowDevices: false,
   maxDepth: 64,
 };
@@ -47,11 +53,13 @@ const FORBIDDEN_PREFIXES = ['/etc/', '/proc/', '/sys/', '/dev/', '/boot/', '/run
  */
 export function checkReference(fromImage: string, ref: string, resolved: string, policy: OpenPolicy): void {
   if (isUrl(resolved)) {
-    if (policy.allowRemote === 'none') {
+    // References inside remote images follow the stricter of the two rules.
+    const rule = isUrl(fromImage) ? stricter(policy.allowRemote, policy.remoteFromRemote ?? 'same-origin') : policy.allowRemote;
+    if (rule === 'none') {
       throw new PolicyError(`reference to remote file ${ref} is forbidden by the open policy`, { file: fromImage });
     }
-    if (policy.allowRemote === 'same-origin' && isUrl(fromImage) && new URL(fromImage).origin !== new URL(resolved).origin) {
-      throw new PolicyError(`reference to ${ref} leaves the image's origin`, { file: fromImage });
+    if (rule === 'same-origin' && isUrl(fromImage) && originOf(fromImage) !== originOf(resolved)) {
+      throw new PolicyError(`reference to ${ref} leaves the image's origin (${originOf(fromImage)})`, { file: fromImage });
     }
     return;
   }
@@ -60,9 +68,6 @@ export function checkReference(fromImage: string, ref: string, resolved: string,
   }
   if (isUrl(fromImage)) {
     throw new PolicyError(`remote image refers to local file ${ref}`, { file: fromImage });
-  }
-  if (FORBIDDEN_PREFIXES.some((p) => resolved.startsWith(p))) {
-    throw new PolicyError(`reference to system file ${resolved} refused`, { file: fromImage });
   }
   if (!policy.allowDevices) {
     try {
@@ -74,6 +79,33 @@ export function checkReference(fromImage: string, ref: string, resolved: string,
       if (err instanceof PolicyError) throw err;
     }
   }
+  // Check the path as written and the file it really is (a symlink must not lead around the rule).
+  let real = resolved;
+  try {
+    real = realpathSync(resolved);
+  } catch {
+    // does not exist (yet): the caller reports that
+  }
+  for (const p of new Set([resolved, real])) {
+    if (FORBIDDEN_PREFIXES.some((f) => p.startsWith(f) && !(f === '/dev/' && policy.allowDevices))) {
+      throw new PolicyError(`reference to system file ${p} refused`, { file: fromImage });
+    }
+  }
+}
+
+const STRICTNESS = { none: 0, 'same-origin': 1, any: 2 } as const;
+function stricter<T extends keyof typeof STRICTNESS>(a: T, b: T): T {
+  return STRICTNESS[a] <= STRICTNESS[b] ? a : b;
+}
+
+/**
+ * scheme://host[:port] of a URL; for s3:// the bucket. (URL.origin is 'null' for schemes that
+ * WHATWG does not know, which would make every s3 bucket the "same origin".)
+ */
+export function originOf(url: string): string {
+  const u = new URL(url);
+  if (u.protocol === 'http:' || u.protocol === 'https:') return u.origin;
+  return `${u.protocol}//${u.host.toLowerCase()}`;
 }
 
 export type SourceOpener = (name: string, opts: { writable?: boolean }) => Promise<ByteSource>;

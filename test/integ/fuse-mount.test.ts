@@ -2,9 +2,9 @@
 // and a bad input leaves nothing mounted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { anydisk, patternBytes, tempDir } from '../harness/tools.js';
+import { anydisk, patternBytes, tempDir, tryRun } from '../harness/tools.js';
 import { isMounted, mount } from '../harness/mount.js';
 
 test('mount a raw image: NAME.dd equals the input, NAME.info describes it, umount cleans up', async () => {
@@ -49,6 +49,66 @@ test('a garbled or missing input gives one line, a non-zero exit and no mount', 
     assert.match(r.stderr, /missing\.qcow2: no such file/);
     assert.doesNotMatch(r.stderr, /at .*\.js:\d+/);
     assert.equal(isMounted(mnt), false);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a 1 TiB sparse qcow2 mounts (as VDI) and answers info in under a second', () => {
+  const { dir, cleanup } = tempDir('fuse-1t');
+  try {
+    const img = join(dir, 'big.qcow2');
+    const r = tryRun('qemu-img', ['create', '-q', '-f', 'qcow2', img, '1T']);
+    assert.equal(r.status, 0, r.stderr);
+    const mountTimes: number[] = [];
+    const infoTimes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      let t = Date.now();
+      const m = mount(dir, ['--out', 'vdi', img]);
+      mountTimes.push(Date.now() - t);
+      try {
+        assert.ok(statSync(join(m.mnt, 'big.vdi')).size > 2 ** 40);
+      } finally {
+        m.umount();
+      }
+      t = Date.now();
+      const info = anydisk(['info', '--output=json', img]);
+      infoTimes.push(Date.now() - t);
+      assert.equal(JSON.parse(info.stdout)['virtual-size'], 2 ** 40);
+    }
+    // the best of three, so a busy machine does not decide the result
+    assert.ok(Math.min(...mountTimes) < 1000, `mount took ${mountTimes.join(', ')} ms`);
+    assert.ok(Math.min(...infoTimes) < 1000, `info took ${infoTimes.join(', ')} ms`);
+  } finally {
+    cleanup();
+  }
+});
+
+test('a truncated or garbled qcow2 is refused in one line naming the file, and nothing is mounted', () => {
+  const { dir, cleanup } = tempDir('fuse-garbled');
+  try {
+    const good = join(dir, 'good.qcow2');
+    assert.equal(tryRun('qemu-img', ['create', '-q', '-f', 'qcow2', good, '64M']).status, 0);
+    const bytes = readFileSync(good);
+    const truncated = join(dir, 'truncated.qcow2');
+    writeFileSync(truncated, bytes.subarray(0, 80));
+    const garbled = join(dir, 'garbled.qcow2');
+    const g = Buffer.from(bytes);
+    g.writeBigUInt64BE(0x7fff_0000_0000n, 40); // L1 table offset far past the end
+    writeFileSync(garbled, g);
+    for (const bad of [truncated, garbled]) {
+      const mnt = join(dir, `mnt-${bad.endsWith('truncated.qcow2') ? 't' : 'g'}`);
+      mkdirSync(mnt);
+      for (const cmd of [['mount', bad, mnt], ['info', bad]]) {
+        const r = anydisk(cmd);
+        assert.notEqual(r.status, 0, `${cmd.join(' ')} should fail`);
+        const lines = r.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, r.stderr);
+        assert.ok(lines[0]!.includes(bad), `names the file: ${lines[0]}`);
+        assert.doesNotMatch(r.stderr, /\n\s+at /);
+      }
+      assert.equal(isMounted(mnt), false);
+    }
   } finally {
     cleanup();
   }

@@ -2,6 +2,9 @@
 import { Command } from '@commander-js/extra-typings';
 import { COMMANDS } from './commands.js';
 import { reportError, setDebug } from './common.js';
+import { registerRemoteSchemes, setRemoteDefaults } from '../../sources/remote.js';
+
+registerRemoteSchemes();
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command()
@@ -9,9 +12,12 @@ export async function main(argv: string[]): Promise<void> {
     .description('make any virtual disk image usable by any emulator, without copying it')
     .version('0.1.0')
     .option('--debug', 'print stack traces and protocol details')
+    .option('--http-cache <dir>', 'keep fetched blocks of remote images in DIR (shared, bounded; env ANYDISK_HTTP_CACHE)')
     .showHelpAfterError()
     .hook('preAction', (cmd) => {
-      if ((cmd.opts() as { debug?: boolean }).debug) setDebug(true);
+      const o = cmd.opts() as { debug?: boolean; httpCache?: string };
+      if (o.debug) setDebug(true);
+      if (o.httpCache) setRemoteDefaults({ diskCacheDir: o.httpCache });
     });
   program.exitOverride();
   for (const reg of COMMANDS) reg(program);
