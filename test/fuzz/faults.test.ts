@@ -11,7 +11,9 @@ import { test } from 'node:test';
 import { AnydiskError } from '../../src/core/errors.js';
 import type { FormatImage } from '../../src/formats/types.js';
 import { allDrivers, openSourceImage } from '../../src/formats/registry.js';
+import { HttpSource } from '../../src/sources/http/http-source.js';
 import { MemorySource } from '../../src/sources/memory.js';
+import { startFaultServer } from '../harness/fault-server.js';
 import { FaultySource, type Fault } from '../harness/faulty-source.js';
 import { FUZZ_POLICY } from './engine.js';
 import { seedsFor, type SeedFile } from './seeds.js';
@@ -236,5 +238,54 @@ for (const driver of drivers) {
         await img.close();
       }
     }
+  });
+}
+
+// Where a time-out is configured: the HTTP source's deadline. A server that stops answering
+// (headers never come) ends every read that needs it in a typed error within the deadline, for
+// images read through their format; reads served from what was fetched before stay right.
+for (const driver of ['raw', 'aff', 'qcow2', 'ewf'].filter((d) => drivers.includes(d))) {
+  test(`faults: ${driver} over HTTP: a stalled server ends reads in a typed error within the deadline`, async () => {
+    const subs = await subjects(driver);
+    const opts = { proxy: false as const, deadlineMs: 1_500, idleTimeoutMs: 300, connectTimeoutMs: 300, retryBaseMs: 20, retryMaxMs: 100, maxReadAhead: 0, cacheBytes: 128 * 1024 };
+    let tested = false;
+    for (const s of subs) {
+      const server = await startFaultServer(s.bytes);
+      let img: FormatImage | undefined;
+      try {
+        const src = await HttpSource.open(server.objectUrl, opts);
+        try {
+          img = await openSourceImage(src, { format: driver, policy: FUZZ_POLICY });
+        } catch {
+          continue; // needs files next to it (a backing file, more segments): not this test's business
+        }
+        server.stallAll = true;
+        const chunks = Math.ceil(img.size / CHUNK);
+        const t0 = Date.now();
+        const results = await Promise.allSettled(
+          Array.from({ length: chunks }, (_, i) => {
+            const b = new Uint8Array(Math.min(CHUNK, img!.size - i * CHUNK));
+            return img!.read(b, i * CHUNK).then(() => b);
+          }),
+        );
+        const ms = Date.now() - t0;
+        assert.ok(ms < 8_000, `${driver}/${s.seed.name}: stalled reads took ${ms} ms (deadline 1500 ms)`);
+        let errors = 0;
+        for (const [i, r] of results.entries()) {
+          if (r.status === 'rejected') {
+            assertTyped(r.reason, `${driver}/${s.seed.name} over HTTP: read ${i}`);
+            errors++;
+          } else assert.ok(sameBytes(r.value, s.reference.subarray(i * CHUNK, i * CHUNK + r.value.length)), `${driver}: read ${i} over a stalled server returned other bytes`);
+        }
+        assert.ok(errors > 0, `${driver}/${s.seed.name}: every read was served without the server`);
+        tested = true;
+        break;
+      } finally {
+        server.stallAll = false;
+        await img?.close().catch(() => undefined);
+        await server.close();
+      }
+    }
+    assert.ok(tested, `${driver}: no seed opens over HTTP`);
   });
 }
