@@ -10,13 +10,14 @@ import { allDrivers } from '../../src/formats/registry.js';
 import { classify, InvariantError, runImageCase, WRITABLE_DRIVERS, type MemoryMeter, type Outcome } from './engine.js';
 import { analyze } from './formats/index.js';
 import { mutate } from './mutate.js';
+import { nbdSession, runNbdCase } from './nbd-target.js';
 import { caseSeed, Rng } from './rng.js';
 import { seedsFor, type SeedFile } from './seeds.js';
 import type { Structure } from './structure.js';
 
 export interface TargetSpec {
   id: string;
-  kind: 'image' | 'cli';
+  kind: 'image' | 'cli' | 'nbd';
   seeds: SeedFile[];
 }
 
@@ -24,6 +25,7 @@ export interface TargetSpec {
 export function allTargets(filter?: (id: string) => boolean): TargetSpec[] {
   const out: TargetSpec[] = [];
   for (const d of allDrivers()) out.push({ id: d.name, kind: 'image', seeds: seedsFor(d.name) });
+  out.push({ id: 'nbd', kind: 'nbd', seeds: [] });
   out.push({ id: 'cli', kind: 'cli', seeds: [] });
   return filter ? out.filter((t) => filter(t.id)) : out;
 }
@@ -34,6 +36,8 @@ export interface BuiltCase {
   seedPath?: string;
   format?: string;
   writable?: boolean;
+  /** An NBD client session rather than an image. */
+  nbd?: boolean;
   steps: string[];
   bytes?: Uint8Array;
   text?: string;
@@ -64,6 +68,11 @@ export class CaseFactory {
     const t = this.targets[index % this.targets.length]!;
     const rng = new Rng(caseSeed(this.runSeed, index));
     if (t.kind === 'cli') return { c: { target: t.id, steps: [], text: cliInput(rng) }, rng };
+    if (t.kind === 'nbd') {
+      const s = nbdSession(rng);
+      const m = rng.chance(0.3) ? { bytes: new Uint8Array(s.bytes), steps: ['generated session'] } : mutate(new Uint8Array(s.bytes), s.st, rng);
+      return { c: { target: t.id, steps: m.steps, bytes: m.bytes.slice(), nbd: true }, rng };
+    }
     const round = Math.floor(index / this.targets.length);
     const seed = t.seeds[round % t.seeds.length]!;
     const { bytes, st } = this.seedData(seed);
@@ -77,6 +86,7 @@ export class CaseFactory {
 
   async run(c: BuiltCase, rng: Rng, meter: MemoryMeter): Promise<Outcome> {
     if (c.text !== undefined) return runCliCase(c.text);
+    if (c.nbd) return runNbdCase(c.bytes!, rng, meter);
     return runImageCase({ bytes: c.bytes!, name: c.seedPath!, format: c.format!, writable: c.writable }, rng, meter);
   }
 }
