@@ -5,10 +5,13 @@
 // runner's watchdog, which can stop a worker stuck in a synchronous loop.
 
 import { getHeapStatistics } from 'node:v8';
-import { AnydiskError, NoSpaceError } from '../../src/core/errors.js';
+import { resolve as resolvePath, sep } from 'node:path';
+import { AnydiskError, NoSpaceError, PolicyError } from '../../src/core/errors.js';
+import { FileSource } from '../../src/sources/file.js';
 import type { FormatImage } from '../../src/formats/types.js';
 import type { Disk, Extent } from '../../src/core/disk.js';
 import { openSourceImage } from '../../src/formats/registry.js';
+import { readPartitionTable } from '../../src/layers/partition/table.js';
 import { DEFAULT_POLICY, type OpenPolicy } from '../../src/sources/locate.js';
 import { MemorySource } from '../../src/sources/memory.js';
 import type { Rng } from './rng.js';
@@ -27,6 +30,21 @@ export interface Outcome {
 
 export class InvariantError extends Error {}
 export class MemoryLimitError extends Error {}
+
+/**
+ * In the fuzz worker, refuse to open any file for writing outside `root`: a writable case on a
+ * hostile image may name any file as its data file or extent. The refusal is a PolicyError, like
+ * the open policy's own.
+ */
+export function guardWritableOpens(root: string): void {
+  const open = FileSource.open.bind(FileSource);
+  FileSource.open = async (path: string, opts: { writable?: boolean; create?: boolean } = {}) => {
+    if ((opts.writable || opts.create) && !resolvePath(path).startsWith(resolvePath(root) + sep)) {
+      throw new PolicyError(`fuzz: writable open of ${path} outside the sandbox refused`, { file: path });
+    }
+    return open(path, opts);
+  };
+}
 
 /** References inside fuzzed images may not leave the machine. */
 export const FUZZ_POLICY: OpenPolicy = { ...DEFAULT_POLICY, allowRemote: 'none' };
@@ -120,6 +138,7 @@ export async function runImageCase(c: ImageCase, rng: Rng, meter: MemoryMeter): 
     image.identity();
     await exercise(image, rng, meter);
     meter.sample();
+    await partitions(image, c.name);
     const written = c.writable && !image.readOnly ? await writeSome(image, rng) : [];
     await image.close();
     await image.close();
@@ -189,6 +208,22 @@ async function exercise(disk: Disk, rng: Rng, meter: MemoryMeter): Promise<void>
     const len = Math.min(size, 1 + rng.skewed(Math.min(size, EXTENT_SPAN) - 1));
     const off = rng.int(size - len + 1);
     checkExtents(await disk.extents(off, len), off, len);
+  }
+}
+
+/** The partition table inside (info, partitions and --partition parse it): typed refusal or sane values. */
+async function partitions(disk: Disk, name: string): Promise<void> {
+  let table: Awaited<ReturnType<typeof readPartitionTable>>;
+  try {
+    table = await readPartitionTable(disk, name);
+  } catch (err) {
+    if (err instanceof AnydiskError) return;
+    throw err;
+  }
+  for (const p of table?.partitions ?? []) {
+    if (!Number.isSafeInteger(p.start) || !Number.isSafeInteger(p.size) || p.start < 0 || p.size < 0 || p.start + p.size > disk.size) {
+      throw new InvariantError(`partition ${p.index}: start ${p.start}, size ${p.size} on a disk of ${disk.size}`);
+    }
   }
 }
 

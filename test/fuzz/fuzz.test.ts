@@ -100,7 +100,9 @@ for (const f of saved) {
   }
   test(name, async () => {
     const seed = seedsFor(info.target).find((s) => s.name === info.seed);
-    const [o] = await replayCases([{ bytes: new Uint8Array(readFileSync(bin)), name: seed?.path ?? join(ROOT, '.tmp', 'fuzz-replay', info.seed), format: info.format }]);
+    const [o] = await replayCases([
+      { bytes: new Uint8Array(readFileSync(bin)), name: seed?.path ?? join(ROOT, '.tmp', 'fuzz-replay', info.seed), format: info.format, writable: info.writable, driver: info.target, seed: info.seed },
+    ]);
     assert.ok(o!.kind === 'ok' || o!.kind === 'rejected', `${o!.kind} ${o!.what}: ${o!.message}\n${o!.stack ?? ''}`);
   });
 }

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Outcome, OutcomeKind } from './engine.js';
+import { cleanSandboxes } from './seeds.js';
 import { CaseFactory, type TargetSpec } from './targets.js';
 import type { ReplayItem, WorkerInit, WorkerMessage } from './worker.js';
 
@@ -32,6 +33,7 @@ export interface Failure {
   target: string;
   seed?: string;
   format?: string;
+  writable?: boolean;
   index: number;
   kind: OutcomeKind;
   what?: string;
@@ -81,16 +83,17 @@ export async function runFuzz(opts: RunOptions): Promise<RunReport> {
   const bySig = new Map<string, Failure>();
   const known = knownSignatures(opts.crashDir);
   let factory: CaseFactory | undefined;
+  cleanSandboxes();
   const t0 = Date.now();
 
-  const record = (m: { index: number; target: string; seed?: string; format?: string; steps: string[]; outcome: Outcome; bytes?: Uint8Array; text?: string }): void => {
+  const record = (m: { index: number; target: string; seed?: string; format?: string; writable?: boolean; steps: string[]; outcome: Outcome; bytes?: Uint8Array; text?: string }): void => {
     const sig = signatureOf(m.target, m.outcome);
     const seen = bySig.get(sig);
     if (seen) {
       seen.count++;
       return;
     }
-    const f: Failure = { signature: sig, target: m.target, seed: m.seed, format: m.format, index: m.index, kind: m.outcome.kind, what: m.outcome.what, message: m.outcome.message, stack: m.outcome.stack, steps: m.steps, count: 1, text: m.text };
+    const f: Failure = { signature: sig, target: m.target, seed: m.seed, format: m.format, writable: m.writable, index: m.index, kind: m.outcome.kind, what: m.outcome.what, message: m.outcome.message, stack: m.outcome.stack, steps: m.steps, count: 1, text: m.text };
     bySig.set(sig, f);
     report.failures.push(f);
     log(`FAIL #${m.index} ${sig}: ${m.outcome.message ?? ''}`);
@@ -133,7 +136,7 @@ export async function runFuzz(opts: RunOptions): Promise<RunReport> {
       const o: Outcome = outcome.hang
         ? { kind: 'hang', what: 'Timeout', message: `no result within ${caseTimeoutMs} ms` }
         : { kind: outcome.oom ? 'memory' : 'crash', what: outcome.oom ? 'HeapLimit' : 'WorkerDied', message: outcome.message, stack: outcome.stack };
-      record({ index, target: c.target, seed: c.seed, format: c.format, steps: c.steps, outcome: o, bytes: c.bytes, text: c.text });
+      record({ index, target: c.target, seed: c.seed, format: c.format, writable: c.writable, steps: c.steps, outcome: o, bytes: c.bytes, text: c.text });
       const t = (report.counts[c.target] ??= {});
       t[o.kind] = (t[o.kind] ?? 0) + 1;
       resume = index + 1;
@@ -242,6 +245,8 @@ export interface CrasherInfo {
   /** Seed file name inside the target's seed directory: the name the case was opened under. */
   seed: string;
   format: string;
+  /** Found by a write case (open writable, write, reopen). */
+  writable?: boolean;
   kind: OutcomeKind;
   signature: string;
   message?: string;
@@ -261,6 +266,7 @@ function saveCrasher(dir: string, f: Failure, bytes: Uint8Array, runSeed: number
     target: f.target,
     seed: f.seed ?? '',
     format: f.format ?? f.target,
+    writable: f.writable,
     kind: f.kind,
     signature: f.signature,
     message: f.message,

@@ -6,13 +6,14 @@
 // Every format driver registered in src/formats/drivers.ts needs an entry in RECIPES: the fuzz
 // test fails for a driver without seeds, so a new format cannot be forgotten.
 
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { FOREIGN, ROOT, run } from '../harness/tools.js';
 import { relocateVhdxPayload } from './formats/vhdx.js';
 
 /** Bump when a recipe changes: the cache directory is keyed by it. */
-export const SEEDS_VERSION = 4;
+export const SEEDS_VERSION = 6;
 
 export interface SeedFile {
   driver: string;
@@ -73,9 +74,11 @@ export function sourceDisk(size = 1 << 20): Uint8Array {
       }
     }
   }
-  // An MBR with one Linux partition from sector 2048 (past the end: fine for a seed).
+  // An MBR with one Linux partition, sectors 8..size/512-1.
   out.fill(0, 0x1be, 0x200);
-  out.set([0x00, 0x20, 0x21, 0x00, 0x83, 0xfe, 0xff, 0xff, 0x00, 0x08, 0, 0, 0x00, 0x08, 0, 0], 0x1be);
+  const sectors = Math.max(0, size / 512 - 8);
+  out.set([0x00, 0x00, 0x09, 0x00, 0x83, 0xfe, 0xff, 0xff, 8, 0, 0, 0], 0x1be);
+  new DataView(out.buffer).setUint32(0x1be + 12, sectors, true);
   out[0x1fe] = 0x55;
   out[0x1ff] = 0xaa;
   return out;
@@ -86,7 +89,19 @@ export const RECIPES: Record<string, Recipe> = {
     writeFileSync(join(dir, 'disk.img'), sourceDisk());
     writeFileSync(join(dir, 'small.img'), sourceDisk(4096));
     writeFileSync(join(dir, 'empty.img'), new Uint8Array(0));
-    return ['disk.img', 'small.img', 'empty.img'];
+    // Partition tables for the partition layer: GPT, and MBR with an extended partition (EBR chain).
+    writeFileSync(join(dir, 'gpt.img'), sourceDisk());
+    run('sfdisk', ['-q', join(dir, 'gpt.img')], {
+      input:
+        'label: gpt\nlabel-id: 1E0008A3-B1C7-D440-9F30-C83A2C3E5C56\n' +
+        'start=40, size=200, name="one", uuid=23E3F1BB-7DDC-E145-805A-4F0978146092\n' +
+        'start=300, size=400, uuid=17DA7CD3-01BD-7F4D-92D2-F009153DB97A\n',
+    });
+    writeFileSync(join(dir, 'ebr.img'), sourceDisk());
+    run('sfdisk', ['-q', join(dir, 'ebr.img')], {
+      input: 'label: dos\nlabel-id: 0x22ab8474\nstart=8, size=100, type=83\nstart=200, size=1500, type=5\nstart=210, size=50, type=83\nstart=300, size=50, type=82\nstart=400, size=50\n',
+    });
+    return ['disk.img', 'small.img', 'empty.img', 'gpt.img', 'ebr.img'];
   },
 
   aff(dir) {
@@ -188,6 +203,51 @@ export const RECIPES: Record<string, Recipe> = {
     return names;
   },
 };
+
+/**
+ * Files next to a driver's seeds that its seeds open for writing when they are opened writable
+ * (a qcow2 external data file) or that they name (a backing file). Writable cases run on copies of
+ * them in a sandbox (sandboxFor), never on the seeds.
+ */
+export const RELATED: Record<string, string[]> = {
+  qcow2: ['base.qcow2', 'datafile.raw'],
+};
+
+export function sandboxRoot(): string {
+  return join(seedRoot(), 'rw');
+}
+
+/**
+ * A writable case's name: the seed's name in this thread's sandbox directory, with fresh copies of
+ * the driver's related files (a case may have written into them).
+ */
+export function sandboxFor(seed: SeedFile): string {
+  const dir = join(sandboxRoot(), `${process.pid}-${threadId}`, seed.driver);
+  mkdirSync(dir, { recursive: true });
+  for (const f of RELATED[seed.driver] ?? []) copyFileSync(join(seedRoot(), seed.driver, f), join(dir, f));
+  return join(dir, seed.name.split('/').pop()!);
+}
+
+/** Remove the sandboxes of processes that are gone. */
+export function cleanSandboxes(): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(sandboxRoot());
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const pid = Number(e.split('-')[0]);
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      alive = true;
+    } catch {
+      alive = false;
+    }
+    if (!alive) rmSync(join(sandboxRoot(), e), { recursive: true, force: true });
+  }
+}
 
 export function seedRoot(): string {
   return join(ROOT, '.tmp', `fuzz-seeds-v${SEEDS_VERSION}`);

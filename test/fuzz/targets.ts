@@ -12,7 +12,7 @@ import { analyze } from './formats/index.js';
 import { mutate } from './mutate.js';
 import { nbdSession, runNbdCase } from './nbd-target.js';
 import { caseSeed, Rng } from './rng.js';
-import { seedsFor, type SeedFile } from './seeds.js';
+import { sandboxFor, seedsFor, type SeedFile } from './seeds.js';
 import type { Structure } from './structure.js';
 
 export interface TargetSpec {
@@ -87,7 +87,13 @@ export class CaseFactory {
   async run(c: BuiltCase, rng: Rng, meter: MemoryMeter): Promise<Outcome> {
     if (c.text !== undefined) return runCliCase(c.text);
     if (c.nbd) return runNbdCase(c.bytes!, rng, meter);
-    return runImageCase({ bytes: c.bytes!, name: c.seedPath!, format: c.format!, writable: c.writable }, rng, meter);
+    const name = c.writable ? sandboxFor(this.seedByPath(c.seedPath!)) : c.seedPath!;
+    return runImageCase({ bytes: c.bytes!, name, format: c.format!, writable: c.writable }, rng, meter);
+  }
+
+  private seedByPath(path: string): SeedFile {
+    for (const t of this.targets) for (const s of t.seeds) if (s.path === path) return s;
+    throw new Error(`no seed ${path}`);
   }
 }
 

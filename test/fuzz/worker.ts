@@ -3,7 +3,8 @@
 // that hangs (also one stuck in a synchronous loop, which no timer inside this thread could stop).
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { MemoryMeter, runImageCase, type Outcome } from './engine.js';
+import { guardWritableOpens, MemoryMeter, runImageCase, type Outcome } from './engine.js';
+import { sandboxFor, sandboxRoot, seedsFor } from './seeds.js';
 import { Rng } from './rng.js';
 import { CaseFactory, type TargetSpec } from './targets.js';
 
@@ -18,12 +19,13 @@ export interface WorkerInit {
 }
 
 export type WorkerMessage =
-  | { type: 'failure'; index: number; target: string; seed?: string; format?: string; steps: string[]; outcome: Outcome; bytes?: Uint8Array; text?: string; ms: number }
+  | { type: 'failure'; index: number; target: string; seed?: string; format?: string; writable?: boolean; steps: string[]; outcome: Outcome; bytes?: Uint8Array; text?: string; ms: number }
   | { type: 'slow'; index: number; target: string; seed?: string; ms: number; outcome: Outcome }
   | { type: 'replayed'; index: number; outcome: Outcome }
   | { type: 'done'; from: number; to: number; counts: Record<string, Record<string, number>>; reasons: Record<string, Record<string, number>>; maxPeak: number; maxPeakCase: number };
 
 const init = workerData as WorkerInit;
+guardWritableOpens(sandboxRoot());
 const factory = new CaseFactory(init.targets, init.runSeed);
 const meter = new MemoryMeter(init.memLimit);
 const current = new Int32Array(init.shared, 0, 1);
@@ -44,6 +46,11 @@ export interface ReplayItem {
   bytes: Uint8Array;
   name: string;
   format: string;
+  /** A write case: run in the sandbox, on copies of the seed's related files. */
+  writable?: boolean;
+  /** The driver and seed file the case came from (for the sandbox). */
+  driver?: string;
+  seed?: string;
 }
 
 type Request = { type: 'run'; from: number; to: number } | { type: 'replay'; items: ReplayItem[] };
@@ -54,7 +61,9 @@ parentPort!.on('message', async (msg: Request) => {
       const it = msg.items[i]!;
       Atomics.store(current, 0, i);
       started[0] = Date.now();
-      let outcome = await runImageCase(it, new Rng(i + 1), meter);
+      const seed = it.writable && it.driver ? seedsFor(it.driver).find((s) => s.name === it.seed) : undefined;
+      const name = seed ? sandboxFor(seed) : it.name;
+      let outcome = await runImageCase({ ...it, name }, new Rng(i + 1), meter);
       await new Promise((r) => setImmediate(r));
       started[0] = 0;
       if (pendingStray) {
@@ -98,7 +107,7 @@ parentPort!.on('message', async (msg: Request) => {
     }
     if (outcome.kind !== 'ok' && outcome.kind !== 'rejected') {
       const bytes = c.bytes ? c.bytes.slice() : undefined;
-      const m: WorkerMessage = { type: 'failure', index: i, target: c.target, seed: c.seed, format: c.format, steps: c.steps, outcome, bytes, text: c.text, ms };
+      const m: WorkerMessage = { type: 'failure', index: i, target: c.target, seed: c.seed, format: c.format, writable: c.writable, steps: c.steps, outcome, bytes, text: c.text, ms };
       parentPort!.postMessage(m, bytes ? [bytes.buffer] : []);
     } else if (ms > init.slowMs) {
       parentPort!.postMessage({ type: 'slow', index: i, target: c.target, seed: c.seed, ms, outcome } satisfies WorkerMessage);
