@@ -36,7 +36,11 @@ export class MemoryLimitError extends Error {}
  * hostile image may name any file as its data file or extent. The refusal is a PolicyError, like
  * the open policy's own.
  */
+let guarded = false;
+
 export function guardWritableOpens(root: string): void {
+  if (guarded) return;
+  guarded = true;
   const open = FileSource.open.bind(FileSource);
   FileSource.open = async (path: string, opts: { writable?: boolean; create?: boolean } = {}) => {
     if ((opts.writable || opts.create) && !resolvePath(path).startsWith(resolvePath(root) + sep)) {

@@ -13,7 +13,7 @@ import { FOREIGN, ROOT, run } from '../harness/tools.js';
 import { relocateVhdxPayload } from './formats/vhdx.js';
 
 /** Bump when a recipe changes: the cache directory is keyed by it. */
-export const SEEDS_VERSION = 6;
+export const SEEDS_VERSION = 7;
 
 export interface SeedFile {
   driver: string;

@@ -7,12 +7,12 @@ import { InvalidArgumentError } from '../../src/core/errors.js';
 import { parseSize } from '../../src/core/size.js';
 import { parseKeyValues } from '../../src/frontends/cli/common.js';
 import { allDrivers } from '../../src/formats/registry.js';
-import { classify, InvariantError, runImageCase, WRITABLE_DRIVERS, type MemoryMeter, type Outcome } from './engine.js';
+import { classify, guardWritableOpens, InvariantError, runImageCase, WRITABLE_DRIVERS, type MemoryMeter, type Outcome } from './engine.js';
 import { analyze } from './formats/index.js';
 import { mutate } from './mutate.js';
 import { nbdSession, runNbdCase } from './nbd-target.js';
 import { caseSeed, Rng } from './rng.js';
-import { sandboxFor, seedsFor, type SeedFile } from './seeds.js';
+import { sandboxFor, sandboxRoot, seedsFor, type SeedFile } from './seeds.js';
 import type { Structure } from './structure.js';
 
 export interface TargetSpec {
@@ -87,6 +87,7 @@ export class CaseFactory {
   async run(c: BuiltCase, rng: Rng, meter: MemoryMeter): Promise<Outcome> {
     if (c.text !== undefined) return runCliCase(c.text);
     if (c.nbd) return runNbdCase(c.bytes!, rng, meter);
+    if (c.writable) guardWritableOpens(sandboxRoot());
     const name = c.writable ? sandboxFor(this.seedByPath(c.seedPath!)) : c.seedPath!;
     return runImageCase({ bytes: c.bytes!, name, format: c.format!, writable: c.writable }, rng, meter);
   }
