@@ -9,11 +9,11 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { FOREIGN, ROOT, run } from '../harness/tools.js';
+import { FOREIGN, ROOT, run, tryRun } from '../harness/tools.js';
 import { relocateVhdxPayload } from './formats/vhdx.js';
 
 /** Bump when a recipe changes: the cache directory is keyed by it. */
-export const SEEDS_VERSION = 7;
+export const SEEDS_VERSION = 8;
 
 export interface SeedFile {
   driver: string;
@@ -131,9 +131,16 @@ export const RECIPES: Record<string, Recipe> = {
     qemuImgIn(dir, 'create', '-f', 'qcow2', '-o', 'cluster_size=4096,data_file=datafile.raw,data_file_raw=on', 'datafile.qcow2', '1M');
     sh(dir, 'qemu-io', '-f', 'qcow2', '-c', 'write -P 0x33 0 64k', 'datafile.qcow2');
     qemuImgIn(dir, 'create', '-f', 'qcow2', '--object', 'secret,id=s0,data=fuzz', '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,cluster_size=4096', 'luks.qcow2', '1M');
+    // qcow version 1 (read by the same driver): plain, compressed, an overlay.
+    qemuImgIn(dir, 'convert', '-f', 'raw', '-O', 'qcow', 'src.raw', 'v1.qcow');
+    // qemu-img 7.2 exits 1 after writing a compressed qcow (v1) image in full: judge it by compare.
+    tryRun('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow', 'src.raw', 'v1z.qcow'], { cwd: dir });
+    qemuImgIn(dir, 'compare', '-q', '-f', 'qcow', '-F', 'raw', 'v1z.qcow', 'src.raw');
+    qemuImgIn(dir, 'create', '-q', '-f', 'qcow', '-b', 'v1.qcow', '-F', 'qcow', 'v1o.qcow');
+    sh(dir, 'qemu-io', '-f', 'qcow', '-c', 'write -P 0x11 0 8k', 'v1o.qcow');
     rmSync(join(dir, 'src.raw'));
     foreign(dir, 'dfvfs/ext2.qcow2', 'dfvfs-ext2.qcow2');
-    return ['c512.qcow2', 'base.qcow2', 'v2.qcow2', 'deflate64k.qcow2', 'zstd.qcow2', 'extl2.qcow2', 'snap.qcow2', 'overlay.qcow2', 'datafile.qcow2', 'luks.qcow2', 'dfvfs-ext2.qcow2'];
+    return ['c512.qcow2', 'base.qcow2', 'v2.qcow2', 'deflate64k.qcow2', 'zstd.qcow2', 'extl2.qcow2', 'snap.qcow2', 'overlay.qcow2', 'datafile.qcow2', 'luks.qcow2', 'dfvfs-ext2.qcow2', 'v1.qcow', 'v1z.qcow', 'v1o.qcow'];
   },
 
   vmdk(dir) {
@@ -210,8 +217,11 @@ export const RECIPES: Record<string, Recipe> = {
  * them in a sandbox (sandboxFor), never on the seeds.
  */
 export const RELATED: Record<string, string[]> = {
-  qcow2: ['base.qcow2', 'datafile.raw'],
+  qcow2: ['base.qcow2', 'datafile.raw', 'v1.qcow'],
 };
+
+/** Seeds of writing drivers that their driver opens read-only anyway (no write cases for them). */
+export const READ_ONLY_SEEDS = new Set(['qcow2/v1.qcow', 'qcow2/v1z.qcow', 'qcow2/v1o.qcow', 'qcow2/luks.qcow2']);
 
 export function sandboxRoot(): string {
   return join(seedRoot(), 'rw');

@@ -12,7 +12,7 @@ import { analyze } from './formats/index.js';
 import { mutate } from './mutate.js';
 import { nbdSession, runNbdCase } from './nbd-target.js';
 import { caseSeed, Rng } from './rng.js';
-import { sandboxFor, sandboxRoot, seedsFor, type SeedFile } from './seeds.js';
+import { READ_ONLY_SEEDS, sandboxFor, sandboxRoot, seedsFor, type SeedFile } from './seeds.js';
 import type { Structure } from './structure.js';
 
 export interface TargetSpec {
@@ -79,7 +79,7 @@ export class CaseFactory {
     // Every 50th round opens the seed unchanged: the baseline must keep opening.
     const m = round % 50 === 0 ? { bytes, steps: ['unchanged seed'] } : mutate(bytes, st, rng, this.others);
     const format = rng.chance(0.2) ? 'auto' : t.id;
-    const writable = WRITABLE_DRIVERS.includes(t.id) && rng.chance(0.3);
+    const writable = WRITABLE_DRIVERS.includes(t.id) && !READ_ONLY_SEEDS.has(`${t.id}/${seed.name}`) && rng.chance(0.3);
     if (writable) m.steps.push('open writable, write, reopen');
     return { c: { target: t.id, seed: seed.name, seedPath: seed.path, format, writable, steps: m.steps, bytes: m.bytes }, rng };
   }

@@ -88,7 +88,7 @@ export function analyzeEwf(buf: Uint8Array): Structure {
 
 function setAdler(b: Uint8Array, start: number, len: number, at: number): void {
   if (len < 0 || start + len > b.length || at + 4 > b.length) return;
-  new DataView(b.buffer, b.byteOffset).setUint32(at, adler32(b.subarray(start, start + len)), true);
+  new DataView(b.buffer, b.byteOffset, b.length).setUint32(at, adler32(b.subarray(start, start + len)), true);
 }
 
 /** Point a section's next at itself or at an earlier section: the walk must not go round forever. */
@@ -97,6 +97,6 @@ function loop(b: Uint8Array, rng: Rng, secs: Section[]): Uint8Array {
   const i = rng.int(secs.length);
   const j = rng.int(i + 1);
   const s = secs[i]!;
-  new DataView(b.buffer, b.byteOffset).setBigUint64(s.at + 16, BigInt(secs[j]!.at), true);
+  new DataView(b.buffer, b.byteOffset, b.length).setBigUint64(s.at + 16, BigInt(secs[j]!.at), true);
   return b;
 }

@@ -49,7 +49,7 @@ export function analyzePartitions(buf: Uint8Array): Structure {
         // Links count from the extended partition's start, where the first EBR is.
         const at = rng.pick(ebrs);
         const to = rng.pick(ebrs);
-        new DataView(b.buffer, b.byteOffset).setUint32(at + 0x1ce + 8, (to - ebrs[0]!) / 512, true);
+        new DataView(b.buffer, b.byteOffset, b.length).setUint32(at + 0x1ce + 8, (to - ebrs[0]!) / 512, true);
         b[at + 0x1ce + 4] = 0x05;
         return b;
       },
@@ -79,7 +79,8 @@ export function analyzePartitions(buf: Uint8Array): Structure {
       st.fields.push(...fieldsAt(entries + i * size, true, [[32, 8, `gpt${i}.first`, 'offset'], [40, 8, `gpt${i}.last`, 'offset'], [48, 8, `gpt${i}.attributes`, 'flags']]));
     }
     st.fixup = (b) => {
-      const dv = new DataView(b.buffer, b.byteOffset);
+      if (b.length < 512 + 92) return;
+      const dv = new DataView(b.buffer, b.byteOffset, b.length);
       const arr = Math.min(count * size, 1 << 20);
       if (entries + arr <= b.length) dv.setUint32(512 + 88, crc32(b.subarray(entries, entries + arr)), true);
       const hs = Math.min(dv.getUint32(512 + 12, true), 512);

@@ -28,7 +28,52 @@ export const REFERENCE_NAMES = [
   'x\0y',
 ];
 
+/** qcow version 1: 48-byte header, L1 -> L2 of u64 entries (bit 63: compressed, size above the offset). */
+function analyzeQcow1(buf: Uint8Array, seedName: string): Structure {
+  const st = emptyStructure();
+  st.regions.push([0, 512]);
+  st.fields.push(
+    ...fieldsAt(0, false, [
+      [8, 8, 'backing_file_offset', 'offset'],
+      [16, 4, 'backing_file_size', 'size'],
+      [24, 8, 'size', 'size'],
+      [32, 1, 'cluster_bits', 'shift'],
+      [33, 1, 'l2_bits', 'shift'],
+      [36, 4, 'crypt_method'],
+      [40, 8, 'l1_table_offset', 'offset'],
+    ]),
+  );
+  const cb = buf[32]!;
+  const l2Bits = buf[33]!;
+  const l1 = u64be(buf, 40);
+  const l1Size = Math.min(4096, Math.ceil(u64be(buf, 24) / 2 ** (cb + l2Bits)));
+  st.anchors.push(l1);
+  st.regions.push([l1, l1 + l1Size * 8]);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  const shift = BigInt(63 - cb);
+  for (let i = 0; i < l1Size && l1 + i * 8 + 8 <= buf.length; i++) {
+    st.fields.push({ offset: l1 + i * 8, width: 8, le: false, name: `l1[${i}]`, kind: 'entry' });
+    const l2 = Number(dv.getBigUint64(l1 + i * 8, false));
+    if (!l2 || l2 + 8 * 2 ** l2Bits > buf.length) continue;
+    st.anchors.push(l2);
+    st.regions.push([l2, l2 + 512]);
+    for (let j = 0; j < 2 ** l2Bits; j++) {
+      const e = l2 + j * 8;
+      const v = dv.getBigUint64(e, false);
+      if (j % 32 === 0) st.fields.push({ offset: e, width: 8, le: false, name: `l2[${i}][${j}]`, kind: 'entry' });
+      if (v >> 63n && st.streams.length < 64) {
+        const off = Number(v & ((1n << shift) - 1n));
+        const len = Number((v >> shift) & ((1n << BigInt(cb)) - 1n));
+        if (len > 0) st.streams.push({ offset: off, length: len, codec: 'deflate' });
+      }
+    }
+  }
+  st.specials.push({ name: 'qcow backing name', apply: (b, rng) => setBackingName(b, rng, seedName, -1) });
+  return st;
+}
+
 export function analyzeQcow2(buf: Uint8Array, seedName: string): Structure {
+  if (u32be(buf, 4) === 1) return analyzeQcow1(buf, seedName);
   const st = emptyStructure();
   const version = u32be(buf, 4);
   const clusterBits = u32be(buf, 20);
@@ -119,7 +164,7 @@ export function analyzeQcow2(buf: Uint8Array, seedName: string): Structure {
   const entryBytes = extendedL2 ? 16 : 8;
   const l2Entries = cluster / entryBytes;
   const compressedShift = 62n - BigInt(clusterBits - 8);
-  const dv = new DataView(buf.buffer, buf.byteOffset);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   let l2Seen = 0;
   for (let i = 0; i < Math.min(l1Size, 4096); i++) {
     const at = l1Off + i * 8;
@@ -189,7 +234,7 @@ function nameChoices(seedName: string): string[] {
 /** Write a backing file name (and maybe a backing format) into the free space after the extensions. */
 function setBackingName(b: Uint8Array, rng: Rng, seedName: string, fmtExt: number): Uint8Array {
   if (b.length < 1024) return b;
-  const dv = new DataView(b.buffer, b.byteOffset);
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
   const name = Buffer.from(rng.pick(nameChoices(seedName)), 'latin1');
   let at = Number(dv.getBigUint64(8, false));
   if (at === 0 || at + name.length > Math.min(b.length, 4096) || rng.chance(0.2)) at = rng.pick([512, 768, 1024 - Math.min(name.length, 1024)]);
@@ -208,7 +253,7 @@ function setBackingName(b: Uint8Array, rng: Rng, seedName: string, fmtExt: numbe
 }
 
 function setExtString(b: Uint8Array, rng: Rng, ext: number, seedName: string): Uint8Array {
-  const len = new DataView(b.buffer, b.byteOffset).getUint32(ext + 4, false);
+  const len = new DataView(b.buffer, b.byteOffset, b.length).getUint32(ext + 4, false);
   const s = Buffer.alloc(len);
   s.write(rng.pick(nameChoices(seedName)).slice(0, len), 'latin1');
   b.set(s, ext + 8);
@@ -222,7 +267,7 @@ function overlap(b: Uint8Array, rng: Rng, fields: Field[]): Uint8Array {
   if (!entries.length) return b;
   const f = rng.pick(entries);
   const t = rng.pick(targets);
-  const dv = new DataView(b.buffer, b.byteOffset);
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
   if (f.offset + 8 > b.length) return b;
   const flags = f.kind === 'entry' ? (rng.chance(0.5) ? 1n << 63n : 0n) : 0n;
   dv.setBigUint64(f.offset, BigInt(t.offset & ~511) | flags, false);

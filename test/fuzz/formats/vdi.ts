@@ -39,7 +39,7 @@ export function analyzeVdi(buf: Uint8Array): Structure {
       if (!blocks || map + 4 * blocks > b.length) return b;
       const i = rng.int(blocks);
       const v = rng.pick([0xffffffff, 0xfffffffe, blocks, blocks - 1, 0x7fffffff, 0]);
-      new DataView(b.buffer, b.byteOffset).setUint32(map + i * 4, v, true);
+      new DataView(b.buffer, b.byteOffset, b.length).setUint32(map + i * 4, v, true);
       return b;
     },
   });

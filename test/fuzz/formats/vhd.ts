@@ -71,7 +71,7 @@ export function analyzeVhd(buf: Uint8Array, seedName: string): Structure {
           const s = Buffer.from(name, 'utf16le').swap16();
           s.copy(u, 0, 0, Math.min(s.length, 512));
           b.set(u, dh + 64);
-          const dv = new DataView(b.buffer, b.byteOffset);
+          const dv = new DataView(b.buffer, b.byteOffset, b.length);
           dv.setUint32(foot + 60, 4, false); // differencing
           if (rng.chance(0.5)) {
             // One locator (W2ru: relative, UTF-16LE) pointing at the name stored in the first BAT block's place.
@@ -97,5 +97,5 @@ export function analyzeVhd(buf: Uint8Array, seedName: string): Structure {
 
 function fixSum(b: Uint8Array, start: number, length: number, at: number): void {
   if (start + length > b.length) return;
-  new DataView(b.buffer, b.byteOffset).setUint32(at, vhdChecksum(b, start, length, at), false);
+  new DataView(b.buffer, b.byteOffset, b.length).setUint32(at, vhdChecksum(b, start, length, at), false);
 }

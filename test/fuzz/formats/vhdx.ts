@@ -34,7 +34,7 @@ export function relocateVhdxPayload(buf: Uint8Array): Uint8Array {
   next = Math.ceil(next / MiB) * MiB;
   const keep = next;
   const blocks: Array<{ from: number; to: number }> = [];
-  const dv = new DataView(buf.buffer, buf.byteOffset);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const entries = bat[1] / 8;
   for (let i = 0; i < entries; i++) {
     const v = dv.getBigUint64(bat[0] + i * 8, true);
@@ -121,7 +121,7 @@ export function analyzeVhdx(buf: Uint8Array): Structure {
 
 function fixCrc(b: Uint8Array, at: number, len: number): void {
   if (at + len > b.length) return;
-  const dv = new DataView(b.buffer, b.byteOffset);
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
   dv.setUint32(at + 4, 0, true);
   dv.setUint32(at + 4, crc32c(b.subarray(at, at + len)), true);
 }
@@ -142,7 +142,7 @@ function logEntry(
   const [logOff, logLen] = log;
   const entryLen = kind === 'data' ? 8192 : 4096;
   if (logOff + entryLen > b.length || logLen < entryLen) return b;
-  const dv = new DataView(b.buffer, b.byteOffset);
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
   const guid = new Uint8Array(16);
   for (let i = 0; i < 16; i++) guid[i] = rng.int(256);
   const seq = BigInt(rng.pick([1, 2, 0x1000, 0xffffffff])) | (rng.chance(0.3) ? 1n << 63n : 0n);
