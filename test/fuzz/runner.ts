@@ -187,7 +187,7 @@ function runBatch(
   started: Float64Array,
   onMessage: (m: WorkerMessage) => void,
 ): Promise<BatchEnd> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const worker = workerFor(init);
     let settled = false;
     const finish = (end: BatchEnd): void => {
@@ -204,6 +204,14 @@ function runBatch(
       resolve(end);
     };
     const onMsg = (m: WorkerMessage): void => {
+      if (m.type === 'harness') {
+        clearInterval(watch);
+        settled = true;
+        if (live?.worker === worker) live = undefined;
+        void worker.terminate();
+        reject(new Error(`fuzz harness failed building case #${m.index}: ${m.message}`));
+        return;
+      }
       onMessage(m);
       if (m.type === 'done') finish({ done: true });
     };

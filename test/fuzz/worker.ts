@@ -22,6 +22,7 @@ export type WorkerMessage =
   | { type: 'failure'; index: number; target: string; seed?: string; format?: string; writable?: boolean; steps: string[]; outcome: Outcome; bytes?: Uint8Array; text?: string; ms: number }
   | { type: 'slow'; index: number; target: string; seed?: string; ms: number; outcome: Outcome }
   | { type: 'replayed'; index: number; outcome: Outcome }
+  | { type: 'harness'; index: number; message: string }
   | { type: 'done'; from: number; to: number; counts: Record<string, Record<string, number>>; reasons: Record<string, Record<string, number>>; maxPeak: number; maxPeakCase: number };
 
 const init = workerData as WorkerInit;
@@ -83,7 +84,15 @@ parentPort!.on('message', async (msg: Request) => {
     Atomics.store(current, 0, i);
     started[0] = Date.now();
     const t0 = performance.now();
-    const { c, rng } = factory.build(i);
+    let built: ReturnType<typeof factory.build>;
+    try {
+      built = factory.build(i);
+    } catch (err) {
+      // A bug of the harness itself (a mutator), not of anydisk: stop the run loudly.
+      parentPort!.postMessage({ type: 'harness', index: i, message: (err as Error)?.stack ?? String(err) } satisfies WorkerMessage);
+      return;
+    }
+    const { c, rng } = built;
     let outcome = await factory.run(c, rng, meter);
     // Let callbacks queued by the case (timers of zero delay, stream events) run inside it.
     await new Promise((r) => setImmediate(r));
