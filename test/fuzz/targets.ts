@@ -11,13 +11,14 @@ import { classify, guardWritableOpens, InvariantError, runImageCase, WRITABLE_DR
 import { analyze } from './formats/index.js';
 import { mutate } from './mutate.js';
 import { nbdSession, runNbdCase } from './nbd-target.js';
+import { probeCase } from './probe-target.js';
 import { caseSeed, Rng } from './rng.js';
 import { READ_ONLY_SEEDS, sandboxFor, sandboxRoot, seedsFor, type SeedFile } from './seeds.js';
 import type { Structure } from './structure.js';
 
 export interface TargetSpec {
   id: string;
-  kind: 'image' | 'cli' | 'nbd';
+  kind: 'image' | 'cli' | 'nbd' | 'probe';
   seeds: SeedFile[];
 }
 
@@ -25,6 +26,7 @@ export interface TargetSpec {
 export function allTargets(filter?: (id: string) => boolean): TargetSpec[] {
   const out: TargetSpec[] = [];
   for (const d of allDrivers()) out.push({ id: d.name, kind: 'image', seeds: seedsFor(d.name) });
+  out.push({ id: 'probe', kind: 'probe', seeds: [] });
   out.push({ id: 'nbd', kind: 'nbd', seeds: [] });
   out.push({ id: 'cli', kind: 'cli', seeds: [] });
   return filter ? out.filter((t) => filter(t.id)) : out;
@@ -68,6 +70,10 @@ export class CaseFactory {
     const t = this.targets[index % this.targets.length]!;
     const rng = new Rng(caseSeed(this.runSeed, index));
     if (t.kind === 'cli') return { c: { target: t.id, steps: [], text: cliInput(rng) }, rng };
+    if (t.kind === 'probe') {
+      const p = probeCase(rng);
+      return { c: { target: t.id, seed: 'probe', seedPath: p.name, format: 'auto', steps: p.steps, bytes: p.bytes }, rng };
+    }
     if (t.kind === 'nbd') {
       const s = nbdSession(rng);
       const m = rng.chance(0.3) ? { bytes: new Uint8Array(s.bytes), steps: ['generated session'] } : mutate(new Uint8Array(s.bytes), s.st, rng);
