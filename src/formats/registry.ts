@@ -74,6 +74,39 @@ export async function openImage(names: string[], opts: OpenOptions = {}): Promis
   return top;
 }
 
+/**
+ * Open an image from a source that is already open (images in memory, tests, the fuzz harness),
+ * then its backing chain like openImage. The source belongs to the image from then on: it is
+ * closed with it, or here when opening fails. References inside the image resolve relative to
+ * source.name.
+ */
+export async function openSourceImage(source: ByteSource, opts: OpenOptions = {}): Promise<FormatImage> {
+  const policy = opts.policy ?? DEFAULT_POLICY;
+  const options = opts.options ?? {};
+  let top: FormatImage;
+  try {
+    const driver = forcedDriver(opts.format, source.name) ?? pickDriver(await probeInput(source));
+    top = await driver.open(makeContext(source, [source.name], !!opts.writable, options, policy));
+  } catch (err) {
+    await source.close().catch(() => undefined);
+    throw err;
+  }
+  try {
+    if (!opts.noBacking) await attachChain(top, policy, options, [top.filename]);
+  } catch (err) {
+    await top.close().catch(() => undefined);
+    throw err;
+  }
+  return top;
+}
+
+function forcedDriver(format: string | undefined, file: string): FormatDriver | undefined {
+  if (!format || format === 'auto' || format === 'qemu') return undefined;
+  const d = findDriver(format);
+  if (!d) throw new UnknownFormatError(`unknown format '${format}'`, { file });
+  return d;
+}
+
 async function openOne(
   names: string[],
   format: string | undefined,
@@ -82,11 +115,7 @@ async function openOne(
   policy: OpenPolicy,
 ): Promise<FormatImage> {
   const primary = names[0]!;
-  let forced: FormatDriver | undefined;
-  if (format && format !== 'auto' && format !== 'qemu') {
-    forced = findDriver(format);
-    if (!forced) throw new UnknownFormatError(`unknown format '${format}'`, { file: primary });
-  }
+  const forced = forcedDriver(format, primary);
   // A directory (AFF's .afd) is opened through the file its driver names inside it.
   const dir = directoryInput(primary, forced);
   const source = await openLocation(dir?.entry ?? primary, { writable });

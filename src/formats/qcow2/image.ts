@@ -5,7 +5,7 @@
 
 import { checkRange, readPadded, type Disk, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
-import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
+import { CorruptImageError, IoError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import type { ByteSource } from '../../sources/source.js';
 import { readBytes } from '../../sources/source.js';
 import type { BackingRef, FormatImage, ImageInfo, OpenContext } from '../types.js';
@@ -215,7 +215,10 @@ export class Qcow2Image implements FormatImage {
       });
     }
     const n = await src.read(out, host);
-    // A last cluster cut short by the end of the file, or a sparse data file, reads as zeros.
+    // A last cluster cut short by the end of the file, or a sparse data file, reads as zeros; a
+    // read that comes back short before the end is a failing source, never zeros.
+    const avail = Math.max(0, Math.min(out.length, src.size - host));
+    if (n < avail) throw new IoError(`short read at ${host + n} (${n} of ${avail} bytes)`, { file: src.name, offset: host + n });
     if (n < out.length) out.fill(0, n);
   }
 
@@ -311,6 +314,7 @@ export class Qcow2Image implements FormatImage {
     // The stream may end before its last sector does, and the file may end inside that sector.
     const buf = new Uint8Array(Math.min(csize, src.size - host));
     const n = await src.read(buf, host);
+    if (n < buf.length) throw new IoError(`short read at ${host + n} (${n} of ${buf.length} bytes)`, { file: src.name, offset: host + n });
     return decompressCluster(this.header.compressionType, buf.subarray(0, n), this.clusterSize, { file: this.filename, offset: host });
   }
 

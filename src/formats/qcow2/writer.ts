@@ -143,11 +143,11 @@ export class Qcow2Writer implements Qcow2WriterHooks {
    * table, the refcount table or a refcount block, the snapshot table): only a corrupt image points
    * guest data there. qemu's default overlap check covers the same structures.
    */
-  private overlapCheck(host: number, len: number): void {
+  private overlapCheck(host: number, len: number, purpose = 'guest data'): void {
     const cs = this.cs;
     const h = this.img.header;
     const hit = (what: string, at: number) =>
-      new CorruptImageError(FORMAT, `refusing to write guest data over the ${what} at ${at} (the image is corrupt; check it with qemu-img check)`, {
+      new CorruptImageError(FORMAT, `refusing to write ${purpose} over the ${what} at ${at} (the image is corrupt; check it with qemu-img check)`, {
         file: this.img.filename,
         offset: at,
       });
@@ -433,6 +433,8 @@ export class Qcow2Writer implements Qcow2WriterHooks {
     if (l2 && copied) return { table: await this.img.l2Cache.getForUpdate(l2), index };
     const old = l2 ? await this.img.l2(l2) : undefined;
     const { start } = await this.refs.alloc(1);
+    // Refcounts that call a metadata cluster free (a corrupt image) must not put the new table on it.
+    this.overlapCheck(start * cs, cs, 'a new L2 table');
     const data = new Uint8Array(cs);
     if (old) data.set(old.data); // a table shared with a snapshot: copy it
     const table = this.img.l2Cache.insertNew(start * cs, data);
