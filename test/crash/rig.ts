@@ -1,0 +1,164 @@
+// Shared machinery of the crash and stress tests: base images with recomputable content, writable
+// mounts whose daemon can be found and killed, load processes, reading an image back.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { anydisk, ROOT, run, tryRun } from '../harness/tools.js';
+import { isMounted } from '../harness/mount.js';
+import { baseBytes, type LoadConfig, type LoadSummary } from '../harness/load.js';
+import { isAlive, readRecord, removeRecord } from '../../src/frontends/fuse/state.js';
+
+export const LOADER = join(ROOT, 'dist', 'test', 'harness', 'load.js');
+
+/** Whether main has `anydisk create` and the qcow2 writer (checked once). */
+let qcow2Writable: boolean | undefined;
+export function hasQcow2Create(): boolean {
+  qcow2Writable ??= anydisk(['create', '--help']).status === 0;
+  return qcow2Writable;
+}
+
+let serveExists: boolean | undefined;
+export function hasServe(): boolean {
+  serveExists ??= anydisk(['serve', '--help']).status === 0;
+  return serveExists;
+}
+
+export function writeBase(path: string, size: number, baseSeed: number | 'zero'): void {
+  writeFileSync(path, baseBytes(baseSeed, 0, size));
+}
+
+export interface WritableMount {
+  mnt: string;
+  pid: number;
+  /** The file to load: NAME.dd or NAME.vdi. */
+  file: string;
+  /** Where disk byte 0 lies inside `file`. */
+  dataOffset: number;
+}
+
+/** Mount `args` (image and options, mount point appended) and find the daemon that serves it. */
+export function mountWritable(dir: string, args: string[], baseName: string, view: 'raw' | 'vdi'): WritableMount {
+  const mnt = join(dir, `mnt-${Math.random().toString(36).slice(2, 8)}`);
+  mkdirSync(mnt);
+  const r = anydisk(['mount', ...args, '--out', view, mnt], { timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`anydisk mount ${args.join(' ')} --out ${view} failed (${r.status}): ${r.stderr}`);
+  const rec = readRecord(mnt);
+  if (!rec) throw new Error(`no state record for ${mnt}`);
+  const cmdline = readFileSync(`/proc/${rec.pid}/cmdline`, 'utf8');
+  if (!cmdline.includes('--daemon-child')) throw new Error(`pid ${rec.pid} is not a mount daemon: ${cmdline.replace(/\0/g, ' ')}`);
+  const file = join(mnt, view === 'vdi' ? `${baseName}.vdi` : `${baseName}.dd`);
+  return { mnt, pid: rec.pid, file, dataOffset: view === 'vdi' ? vdiDataOffset(file) : 0 };
+}
+
+/** offData of a VDI file, read from its header (after checking the signature). */
+export function vdiDataOffset(file: string): number {
+  const fd = openSync(file, 'r');
+  try {
+    const h = Buffer.alloc(512);
+    if (readSync(fd, h, 0, 512, 0) !== 512) throw new Error(`${file}: short VDI header`);
+    if (h.readUInt32LE(64) !== 0xbeda107f) throw new Error(`${file}: not a VDI file`);
+    return h.readUInt32LE(344);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (!isAlive(pid)) return true;
+    await sleep(20);
+  }
+  return !isAlive(pid);
+}
+
+/** After the daemon died: lazily unmount what is left, drop the stale state record. */
+export async function cleanStaleMount(mnt: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (isMounted(mnt) && Date.now() < end) {
+    spawnSync('fusermount', ['-uz', mnt]);
+    if (isMounted(mnt)) await sleep(50);
+  }
+  removeRecord(mnt);
+  if (isMounted(mnt)) throw new Error(`${mnt} is still mounted after fusermount -uz`);
+}
+
+/** Clean unmount through the CLI (flush, then exit). */
+export function umountClean(mnt: string): void {
+  const u = anydisk(['umount', mnt], { timeout: 120_000 });
+  if (u.status !== 0 && isMounted(mnt)) throw new Error(`umount ${mnt} failed: ${u.stderr}`);
+}
+
+export interface RunningLoad {
+  child: ChildProcess;
+  started: Promise<void>;
+  done: Promise<{ code: number | null; summary?: LoadSummary; stderr: string }>;
+}
+
+export function startLoad(cfg: LoadConfig): RunningLoad {
+  const child = spawn(process.execPath, [LOADER, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let onStarted!: () => void;
+  let onFailed!: (e: Error) => void;
+  const started = new Promise<void>((res, rej) => {
+    onStarted = res;
+    onFailed = rej;
+  });
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (out.startsWith('started\n')) onStarted();
+  });
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const done = new Promise<{ code: number | null; summary?: LoadSummary; stderr: string }>((res) => {
+    child.on('exit', (code) => {
+      onFailed(new Error(`loader exited (${code}) before starting: ${err}${out}`));
+      const last = out.trim().split('\n').pop() ?? '';
+      let summary: LoadSummary | undefined;
+      try {
+        summary = last.startsWith('{') ? (JSON.parse(last) as LoadSummary) : undefined;
+      } catch {
+        summary = undefined;
+      }
+      res({ code, summary, stderr: err });
+    });
+  });
+  // An unobserved rejection must not crash the test process when the loader ends normally.
+  started.catch(() => undefined);
+  return { child, started, done };
+}
+
+/** The disk content of an image, through qemu-img (qcow2) or the file itself (raw). */
+export function readImage(path: string, fmt: 'qcow2' | 'raw', scratch: string): Uint8Array {
+  if (fmt === 'raw') return new Uint8Array(readFileSync(path));
+  run('qemu-img', ['convert', '-f', fmt, '-O', 'raw', path, scratch]);
+  return new Uint8Array(readFileSync(scratch));
+}
+
+/** `qemu-img check`: 0 clean, 3 leaks only (allowed after a crash), anything else is corruption. */
+export function qemuCheck(path: string): { status: number; leaks: number; output: string } {
+  const r = tryRun('qemu-img', ['check', '-f', 'qcow2', '--output=json', path]);
+  let leaks = 0;
+  try {
+    const j = JSON.parse(r.stdout) as { 'leaks'?: number };
+    leaks = j.leaks ?? 0;
+  } catch {
+    /* the status says enough */
+  }
+  return { status: r.status, leaks, output: (r.stdout + r.stderr).trim() };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Kill a child we started (if it still runs) and wait for it. */
+export async function reap(child: ChildProcess): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+export { isMounted };
