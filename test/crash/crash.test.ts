@@ -95,6 +95,14 @@ interface Stats {
   leaks: number;
   killTimes: number[];
   loaderErrors: Record<string, number>;
+  /** Total milliseconds per phase. */
+  phases: Record<string, number>;
+}
+
+function phase(name: string, t0: number): number {
+  const now = Date.now();
+  stats.phases[name] = (stats.phases[name] ?? 0) + (now - t0);
+  return now;
 }
 
 const stats: Stats = {
@@ -112,6 +120,7 @@ const stats: Stats = {
   leaks: 0,
   killTimes: [],
   loaderErrors: {},
+  phases: {},
 };
 
 /** Regions for n loaders: disjoint, split at unaligned points (neighbours share a cluster). */
@@ -132,7 +141,9 @@ function regions(size: number, n: number): Array<[number, number]> {
  */
 async function crashOnce(r: Round, dir: string, image: string, pass: number, base: number | 'file'): Promise<Array<{ seed: number; path: string }>> {
   const args = r.mode === 'qcow2' ? [image, '--writethrough'] : ['--in', 'raw', image, '--writethrough', '--inopts', 'rawwritable=true'];
+  let t0 = Date.now();
   const m = mountWritable(dir, args, 'disk', r.view);
+  t0 = phase('mount', t0);
   const loads: RunningLoad[] = [];
   const journals: Array<{ seed: number; path: string }> = [];
   try {
@@ -157,18 +168,21 @@ async function crashOnce(r: Round, dir: string, image: string, pass: number, bas
       loads.push(startLoad(cfg));
     }
     await Promise.all(loads.map((l) => l.started));
+    t0 = phase('start loaders', t0);
     const t = Date.now();
     await sleep(r.killAfterMs);
     process.kill(m.pid, 'SIGKILL');
     stats.killTimes.push(Date.now() - t);
     stats.crashes++;
     assert.ok(await waitGone(m.pid, 10_000), `daemon ${m.pid} survived SIGKILL`);
+    let timer: NodeJS.Timeout | undefined;
     const results = await Promise.race([
       Promise.all(loads.map((l) => l.done)),
-      sleep(60_000).then(() => {
-        throw new Error('loaders did not stop within 60 s after the daemon was killed');
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('loaders did not stop within 60 s after the daemon was killed')), 60_000);
       }),
-    ]);
+    ]).finally(() => clearTimeout(timer));
+    t0 = phase('load until the loaders stopped', t0);
     for (const [k, res] of results.entries()) {
       const s = res.summary;
       assert.ok(s, `loader ${k} printed no summary (exit ${res.code}): ${res.stderr}`);
@@ -188,18 +202,22 @@ async function crashOnce(r: Round, dir: string, image: string, pass: number, bas
       await waitGone(m.pid, 5000);
     }
     await cleanStaleMount(m.mnt);
+    phase('clean up', t0);
   }
   return journals;
 }
 
 function judge(r: Round, dir: string, image: string, base: number | Uint8Array, journals: Array<{ seed: number; path: string }>, what: string): Uint8Array {
   const ctx = `round ${r.index} (${JSON.stringify(r)}), ${what}`;
+  let t0 = Date.now();
   if (r.mode === 'qcow2') {
     const c = qemuCheck(image);
     assert.ok(c.status === 0 || c.status === 3, `${ctx}: qemu-img check found corruption (exit ${c.status}):\n${c.output}`);
     stats.leaks += c.leaks;
   }
+  t0 = phase('qemu-img check', t0);
   const actual = readImage(image, r.mode, join(dir, 'readback.raw'));
+  t0 = phase('read back', t0);
   assert.equal(actual.length, r.size, `${ctx}: disk size changed`);
   const sets = journals.map((j) => ({ seed: j.seed, journal: parseJournal(readFileSync(j.path, 'utf8')) }));
   const res = checkDisk(actual, base, sets, { completedAreDurable: r.mode === 'raw' });
@@ -209,6 +227,7 @@ function judge(r: Round, dir: string, image: string, base: number | Uint8Array, 
   stats.optionalWrites += res.optionalWrites;
   stats.optionalBytesSeen += res.optionalBytesSeen;
   assert.equal(res.violationCount, 0, `${ctx}: ${describeViolations(res)}`);
+  t0 = phase('check', t0);
   if (r.readViaMount) {
     // The crashed image read by anydisk itself must say the same as qemu-img.
     const ro = mountWritable(dir, r.mode === 'qcow2' ? [image] : ['--in', 'raw', image], 'disk', 'raw');
@@ -219,6 +238,7 @@ function judge(r: Round, dir: string, image: string, base: number | Uint8Array, 
     } finally {
       umountClean(ro.mnt);
     }
+    phase('read-only mount', t0);
   }
   return actual;
 }
@@ -273,7 +293,7 @@ test(`crash consistency: ${ROUNDS} rounds of kill -9 of a writable mount under l
         `${stats.writes} writes (${(stats.bytesWritten / MiB).toFixed(1)} MiB), ${stats.fsyncs} fsyncs, ` +
         `${(stats.bytesVerifiedOnline / MiB).toFixed(1)} MiB read back during loads, ${(stats.bytesCompared / MiB).toFixed(1)} MiB compared after crashes ` +
         `(${(stats.bytesRequired / MiB).toFixed(1)} MiB under ${stats.requiredWrites} required writes; ${stats.optionalWrites} unsynced writes, ${stats.optionalBytesSeen} of their bytes visible), ` +
-        `${stats.leaks} leaked clusters; loaders stopped by ${JSON.stringify(stats.loaderErrors)}`,
+        `${stats.leaks} leaked clusters; loaders stopped by ${JSON.stringify(stats.loaderErrors)}; ms per phase ${JSON.stringify(stats.phases)}`,
     );
     if (ok) cleanup();
     else t.diagnostic(`images and journals kept in ${top}`);

@@ -11,17 +11,21 @@ import { isAlive, readRecord, removeRecord } from '../../src/frontends/fuse/stat
 
 export const LOADER = join(ROOT, 'dist', 'test', 'harness', 'load.js');
 
-/** Whether main has `anydisk create` and the qcow2 writer (checked once). */
-let qcow2Writable: boolean | undefined;
-export function hasQcow2Create(): boolean {
-  qcow2Writable ??= anydisk(['create', '--help']).status === 0;
-  return qcow2Writable;
+let commands: string[] | undefined;
+/** The commands `anydisk --help` lists (an unknown `anydisk X --help` prints the main help, exit 0). */
+function listedCommands(): string[] {
+  commands ??= [...anydisk(['--help']).stdout.matchAll(/^ {2}([a-z]+)[ |]/gm)].map((m) => m[1]!);
+  return commands;
 }
 
-let serveExists: boolean | undefined;
+/** Whether this build has `anydisk create` (and with it the qcow2 writer). */
+export function hasQcow2Create(): boolean {
+  return listedCommands().includes('create');
+}
+
+/** Whether this build has `anydisk serve` (NBD). */
 export function hasServe(): boolean {
-  serveExists ??= anydisk(['serve', '--help']).status === 0;
-  return serveExists;
+  return listedCommands().includes('serve');
 }
 
 export function writeBase(path: string, size: number, baseSeed: number | 'zero'): void {

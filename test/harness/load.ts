@@ -405,7 +405,12 @@ export interface CheckResult {
  * (or every write that returned, when `completedAreDurable`) must be there; each byte of a later
  * write may show that write's data or what was there before it; every other byte is the base.
  */
-export function checkDisk(actual: Uint8Array, base: number | 'zero' | Uint8Array, sets: JournalSet[], opts: { completedAreDurable?: boolean } = {}): CheckResult {
+export function checkDisk(
+  actual: Uint8Array,
+  base: number | 'zero' | Uint8Array,
+  sets: JournalSet[],
+  opts: { completedAreDurable?: boolean; /** [start, end) ranges not judged (another tool's region). */ ignore?: Array<[number, number]> } = {},
+): CheckResult {
   const size = actual.length;
   if (base instanceof Uint8Array && base.length !== size) throw new Error(`base of ${base.length} bytes for a disk of ${size}`);
   const expected = base instanceof Uint8Array ? Uint8Array.from(base) : baseBytes(base, 0, size);
@@ -424,6 +429,11 @@ export function checkDisk(actual: Uint8Array, base: number | 'zero' | Uint8Array
     expected.set(writeData(seed, w.seq, w.len), w.off);
   }
   const bytesRequired = unionLength(required.map(({ w }) => [w.off, w.off + w.len] as [number, number]));
+  let ignored = 0;
+  for (const [s, e] of opts.ignore ?? []) {
+    expected.set(actual.subarray(s, e), s);
+    ignored += e - s;
+  }
 
   // Positions that differ from the required state.
   const diff: number[] = [];
@@ -468,7 +478,7 @@ export function checkDisk(actual: Uint8Array, base: number | 'zero' | Uint8Array
     }
   }
   return {
-    bytesCompared: size,
+    bytesCompared: size - ignored,
     bytesRequired,
     requiredWrites: required.length,
     optionalWrites: optional.length,
