@@ -333,7 +333,8 @@ export function buildHeaderCluster(s: HeaderSpec): Uint8Array {
       table.set(enc.encode(f.name), i * 48 + 2);
     });
     const withTable = [...exts, [EXT_FEATURE_TABLE, table] as [number, Uint8Array]];
-    if (headerLength + extBytes(withTable) + 8 + (backing?.length ?? 0) <= cs) exts.push([EXT_FEATURE_TABLE, table]);
+    // qemu-img leaves the table out of clusters below 8 KiB (and wherever it would not fit).
+    if (cs >= 8192 && headerLength + extBytes(withTable) + 8 + (backing?.length ?? 0) <= cs) exts.push([EXT_FEATURE_TABLE, table]);
   }
   const extEnd = headerLength + extBytes(exts) + 8;
   if (extEnd + (backing?.length ?? 0) > cs) throw new CorruptImageError(FORMAT, `header does not fit in a ${cs}-byte cluster`);

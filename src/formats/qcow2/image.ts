@@ -3,7 +3,7 @@
 // in this file or in an external data file, to compressed streams, to zeros, or to nothing (the
 // backing file shows through). Spec: qemu/qemu docs/interop/qcow2.rst @ 0a233da8.
 
-import { checkRange, readPadded, type Extent } from '../../core/disk.js';
+import { checkRange, readPadded, type Disk, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import type { ByteSource } from '../../sources/source.js';
@@ -26,6 +26,8 @@ import {
 import { InFlight } from './locks.js';
 import { makeGeometry, mapRange, type Geometry, type MapContext, type Seg } from './mapping.js';
 import { readSnapshots, snapshotInfo, type Qcow2Snapshot } from './snapshots.js';
+import { Qcow2Writer } from './writer.js';
+import { writeCompressedClusters } from './compressed-writer.js';
 
 /** Memory for cached L2 tables (per image). */
 const L2_CACHE_BYTES = 32 * 1024 * 1024;
@@ -37,6 +39,7 @@ export interface Qcow2WriterHooks {
   write(src: Uint8Array, offset: number): Promise<void>;
   writeZeroes(offset: number, length: number): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
+  makeEmpty(): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
 }
@@ -54,8 +57,8 @@ export class Qcow2Image implements FormatImage {
   readonly l1View: DataView;
   readonly l2Cache: TableCache;
   readonly inflight = new InFlight();
-  backing?: FormatImage;
-  writer?: Qcow2WriterHooks;
+  backing?: Disk;
+  writer?: Qcow2Writer;
   private closed = false;
   private readonly decompressed = new Map<string, Promise<Uint8Array>>();
   private readonly mapCtx: MapContext;
@@ -113,6 +116,7 @@ export class Qcow2Image implements FormatImage {
       const { snapshots, tableBytes } = await readSnapshots(src, h);
       const img = new Qcow2Image(src, dataSource, h, l1, snapshots, tableBytes, (r) => ctx.resolve(r));
       img.validateL1();
+      if (ctx.writable) await Qcow2Writer.attach(img);
       return img;
     } catch (err) {
       if (dataSource !== src) await dataSource.close().catch(() => undefined);
@@ -159,7 +163,8 @@ export class Qcow2Image implements FormatImage {
     return mapRange(this.mapCtx, offset, length);
   }
 
-  setBacking(backing: FormatImage): void {
+  /** Attach the backing disk (a FormatImage from the registry, or any Disk for overlays). */
+  setBacking(backing: Disk): void {
     this.backing = backing;
   }
 
@@ -169,13 +174,14 @@ export class Qcow2Image implements FormatImage {
     const done = this.inflight.enter();
     try {
       const segs = await this.map(offset, dst.length);
-      await Promise.all(segs.map((s) => this.readSeg(s, dst.subarray(s.guest - offset, s.guest - offset + s.length))));
+      const clusters = this.compressedFor(segs);
+      await Promise.all(segs.map((s) => this.readSeg(s, dst.subarray(s.guest - offset, s.guest - offset + s.length), clusters)));
     } finally {
       done();
     }
   }
 
-  private async readSeg(s: Seg, out: Uint8Array): Promise<void> {
+  private async readSeg(s: Seg, out: Uint8Array, clusters: Map<string, Promise<Uint8Array>>): Promise<void> {
     switch (s.kind) {
       case 'zero':
         out.fill(0);
@@ -188,7 +194,7 @@ export class Qcow2Image implements FormatImage {
         await this.readHost(s.host, out, s.guest);
         return;
       case 'compressed': {
-        const c = await this.decompress(s.host, s.csize);
+        const c = await (clusters.get(`${s.host}:${s.csize}`) ?? this.decompress(s.host, s.csize));
         const within = s.guest % this.clusterSize;
         out.set(c.subarray(within, within + out.length));
         return;
@@ -222,7 +228,10 @@ export class Qcow2Image implements FormatImage {
       this.decompressed.set(key, p);
       return p;
     }
-    p = this.loadCompressed(host, csize);
+    return this.remember(key, this.loadCompressed(host, csize));
+  }
+
+  private remember(key: string, p: Promise<Uint8Array>): Promise<Uint8Array> {
     this.decompressed.set(key, p);
     p.catch(() => this.decompressed.delete(key));
     while (this.decompressed.size > DECOMPRESSED_CACHE) {
@@ -232,9 +241,66 @@ export class Qcow2Image implements FormatImage {
     return p;
   }
 
-  /** Forget decompressed data of a compressed cluster that was freed. */
-  forgetCompressed(host: number, csize: number): void {
-    this.decompressed.delete(`${host}:${csize}`);
+  /**
+   * The decompressed clusters a read needs: cached ones, and the others read in groups of
+   * neighbouring streams (compressed clusters are usually packed back to back), one source read
+   * per group of up to 4 MiB.
+   */
+  private compressedFor(segs: Seg[]): Map<string, Promise<Uint8Array>> {
+    const out = new Map<string, Promise<Uint8Array>>();
+    const missing: Seg[] = [];
+    const size = this.source.size;
+    for (const s of segs) {
+      if (s.kind !== 'compressed') continue;
+      const key = `${s.host}:${s.csize}`;
+      if (out.has(key)) continue;
+      const cached = this.decompressed.get(key);
+      if (cached || s.host >= size) out.set(key, cached ?? this.decompress(s.host, s.csize));
+      else {
+        missing.push(s);
+        out.set(key, Promise.resolve(new Uint8Array(0))); // placeholder, replaced below
+      }
+    }
+    if (missing.length <= 1) {
+      for (const s of missing) out.set(`${s.host}:${s.csize}`, this.decompress(s.host, s.csize));
+      return out;
+    }
+    missing.sort((a, b) => a.host - b.host);
+    const type = this.header.compressionType;
+    const cs = this.clusterSize;
+    for (let i = 0; i < missing.length; ) {
+      const start = missing[i]!.host;
+      let end = Math.min(size, start + missing[i]!.csize);
+      let j = i + 1;
+      while (j < missing.length) {
+        const m = missing[j]!;
+        const mEnd = Math.min(size, m.host + m.csize);
+        if (m.host > end + 4096 || Math.max(end, mEnd) - start > 4 * 1024 * 1024) break;
+        end = Math.max(end, mEnd);
+        j++;
+      }
+      const group = missing.slice(i, j);
+      const data = (async () => {
+        const buf = new Uint8Array(end - start);
+        const n = await this.source.read(buf, start);
+        return buf.subarray(0, n);
+      })();
+      for (const m of group) {
+        const key = `${m.host}:${m.csize}`;
+        const p = data.then((buf) =>
+          decompressCluster(type, buf.subarray(m.host - start, Math.min(buf.length, m.host - start + m.csize)), cs, { file: this.filename, offset: m.host }),
+        );
+        out.set(key, this.remember(key, p));
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  /** Forget decompressed data of a compressed cluster that was freed (or of all: host < 0). */
+  forgetCompressed(host: number, csize = 0): void {
+    if (host < 0) this.decompressed.clear();
+    else this.decompressed.delete(`${host}:${csize}`);
   }
 
   private async loadCompressed(host: number, csize: number): Promise<Uint8Array> {
@@ -308,7 +374,8 @@ export class Qcow2Image implements FormatImage {
       if (h.backingFormat) info['backing-filename-format'] = h.backingFormat;
     }
     if (this.snapshots.length) info.snapshots = this.snapshots.map(snapshotInfo);
-    if (this.backing) info['backing-image'] = this.backing.info();
+    const b = this.backing as Partial<FormatImage> | undefined;
+    if (b && typeof b.info === 'function') info['backing-image'] = b.info();
     return info;
   }
 
@@ -334,6 +401,21 @@ export class Qcow2Image implements FormatImage {
 
   async flush(): Promise<void> {
     if (this.writer) await this.writer.flush();
+  }
+
+  /**
+   * Store whole clusters compressed (cluster-aligned; the disk's last partial cluster may be
+   * short). For convert -c; clusters that do not shrink are written plainly.
+   */
+  async writeCompressed(src: Uint8Array, offset: number): Promise<void> {
+    if (!this.writer) throw new ReadOnlyError('qcow2 image opened read-only', { file: this.filename });
+    return writeCompressedClusters(this.writer, this, src, offset);
+  }
+
+  /** Drop every cluster of this layer so that the backing file shows through (commit). */
+  async makeEmpty(): Promise<void> {
+    if (!this.writer) throw new ReadOnlyError('qcow2 image opened read-only', { file: this.filename });
+    return this.writer.makeEmpty();
   }
 
   async close(): Promise<void> {

@@ -130,7 +130,7 @@ export interface MapContext {
   getL2(offset: number): Promise<CachedTable>;
 }
 
-export function l1Lookup(ctx: MapContext, index: number): { l2: number; copied: boolean } {
+export function l1Lookup(ctx: Pick<MapContext, "l1" | "l1Size">, index: number): { l2: number; copied: boolean } {
   if (index >= ctx.l1Size) return { l2: 0, copied: false };
   const hi = ctx.l1.getUint32(index * 8);
   const lo = ctx.l1.getUint32(index * 8 + 4);

@@ -129,7 +129,7 @@ test('qcow2 corrupt: random byte damage never crashes or hangs', async () => {
     const metaEnd = 6 * 65536;
     let failed = 0;
     const t0 = Date.now();
-    for (let i = 0; i < 150; i++) {
+    for (let i = 0; i < Number(process.env.QCOW2_FUZZ ?? 150); i++) {
       const b = Buffer.from(good);
       const flips = 1 + rnd(8);
       for (let k = 0; k < flips; k++) {
@@ -146,6 +146,65 @@ test('qcow2 corrupt: random byte damage never crashes or hangs', async () => {
     }
     assert.ok(Date.now() - t0 < 20_000, 'fuzzing took too long');
     assert.ok(failed > 0);
+  } finally {
+    cleanup();
+  }
+});
+
+test('qcow2 corrupt: writes never land on metadata of a corrupt image', async () => {
+  const { dir, cleanup } = tempDir('q2ovl');
+  try {
+    const p = join(dir, 'o.qcow2');
+    qemuImg('create', '-f', 'qcow2', p, '1M');
+    qemuIo(p, 'qcow2', 'write -P 1 0 128k');
+    const b = readFileSync(p);
+    const l1 = Number(b.readBigUInt64BE(40));
+    const l2 = Number(b.readBigUInt64BE(l1) & 0x00fffffffffffe00n);
+    const rt = Number(b.readBigUInt64BE(48));
+    // Guest cluster 0 -> the L1 table, guest cluster 1 -> the refcount table (copied flag set).
+    b.writeBigUInt64BE((1n << 63n) | BigInt(l1), l2);
+    b.writeBigUInt64BE((1n << 63n) | BigInt(rt), l2 + 8);
+    writeFileSync(p, b);
+    const img = await openImage([p], { writable: true });
+    await assert.rejects(img.write(new Uint8Array(10).fill(9), 100), /over the L1 table/);
+    await assert.rejects(img.write(new Uint8Array(10).fill(9), 65536 + 5), /over the refcount table/);
+    await img.close();
+    const after = readFileSync(p);
+    assert.ok(after.subarray(l1, l1 + 512).equals(b.subarray(l1, l1 + 512)), 'L1 table untouched');
+  } finally {
+    cleanup();
+  }
+});
+
+test('qcow2 corrupt: writing a damaged image fails cleanly or works, never crashes or hangs', async () => {
+  const { dir, cleanup } = tempDir('q2wfuzz');
+  try {
+    const good = makeSample(dir);
+    const p = join(dir, 'wfuzz.qcow2');
+    let x = 777;
+    const rnd = (n: number) => {
+      x = (x * 1103515245 + 12345) & 0x7fffffff;
+      return x % n;
+    };
+    for (let i = 0; i < Number(process.env.QCOW2_FUZZ ?? 60); i++) {
+      const b = Buffer.from(good);
+      for (let k = 0; k < 1 + rnd(6); k++) b[rnd(6 * 65536)] = rnd(256);
+      writeFileSync(p, b);
+      try {
+        const img = await openImage([p], { writable: true });
+        try {
+          await img.write(new Uint8Array(5000).fill(1), rnd(1 << 20) - 5000 > 0 ? rnd((1 << 20) - 5000) : 0);
+          await img.write(new Uint8Array(70000).fill(2), 65536 * 3 - 7);
+          await img.discard(65536 * 6, 65536);
+          await img.writeZeroes(65536 * 9 + 3, 70000);
+          await img.read(new Uint8Array(1 << 20), 0);
+        } finally {
+          await img.close();
+        }
+      } catch (err) {
+        assert.ok(err instanceof AnydiskError, `iteration ${i}: ${(err as Error).stack}`);
+      }
+    }
   } finally {
     cleanup();
   }

@@ -284,3 +284,28 @@ test('qcow2 read: a run of contiguous clusters is one source read; concurrent re
     cleanup();
   }
 });
+
+test('qcow2 read: neighbouring compressed clusters are fetched with one source read', async () => {
+  const { dir, cleanup } = tempDir('q2cr');
+  try {
+    const raw = join(dir, 'src.raw');
+    const text = Buffer.from(Array.from({ length: 40000 }, (_, i) => `line ${i} of a compressible file\n`).join(''));
+    writeFileSync(raw, text.subarray(0, 2 * MiB));
+    const p = join(dir, 'c.qcow2');
+    run('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, p]);
+    const ref = qemuRaw(dir, p);
+    const src = new CountingSource(await FileSource.open(p));
+    const img = await Qcow2ImageClass.open(contextFor(src));
+    try {
+      const before = src.reads;
+      const all = new Uint8Array(img.size);
+      await img.read(all, 0);
+      assertSameBytes(all, ref, 'compressed image');
+      assert.ok(src.reads - before <= 2, `${src.reads - before} source reads for 32 compressed clusters`);
+    } finally {
+      await img.close();
+    }
+  } finally {
+    cleanup();
+  }
+});

@@ -2,7 +2,8 @@
 // read whole disks, compare with qemu-img's own raw conversion.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { Disk, Extent } from '../../core/disk.js';
 import { FileSource } from '../../sources/file.js';
@@ -145,4 +146,20 @@ export function contextFor(source: ByteSource, writable = false): OpenContext {
     openRelated: (ref, o = {}) => FileSource.open(resolve(ref), { writable: !!o.writable && writable }),
     relatedExists: async (ref) => existsSync(resolve(ref)),
   };
+}
+
+/** qemu-img check must find nothing (no corruption, no leak). */
+export function assertQemuCheckClean(image: string, cwd?: string): void {
+  const r = spawnSync('qemu-img', ['check', image], { cwd });
+  const out = `${r.stdout}${r.stderr}`;
+  assert.equal(r.status, 0, `qemu-img check ${image}: exit ${r.status}\n${out}`);
+  assert.match(out, /No errors were found on the image/, out);
+}
+
+/** qemu-img compare of an image (with its backing chain) against an expected raw buffer. */
+export function assertQemuCompare(dir: string, image: string, expected: Uint8Array, fmt = 'qcow2'): void {
+  const raw = join(dir, `expect-${Math.random().toString(36).slice(2)}.raw`);
+  writeFileSync(raw, expected);
+  const r = spawnSync('qemu-img', ['compare', '-f', fmt, '-F', 'raw', image, raw], { cwd: dir });
+  assert.equal(r.status, 0, `qemu-img compare: ${r.stdout}${r.stderr}`);
 }
