@@ -3,7 +3,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { anydisk, ROOT, run, tryRun } from '../harness/tools.js';
 import { isMounted } from '../harness/mount.js';
 import { baseBytes, type LoadConfig, type LoadSummary } from '../harness/load.js';
@@ -77,15 +77,27 @@ export async function waitGone(pid: number, ms: number): Promise<boolean> {
   return !isAlive(pid);
 }
 
+/**
+ * Whether mnt is listed in the mount table. `mountpoint` cannot tell: a FUSE mount whose daemon
+ * died fails stat (ENOTCONN), and mountpoint then says "not a mountpoint".
+ */
+export function inMountTable(mnt: string): boolean {
+  const target = resolve(mnt);
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1]?.replace(/\\040/g, ' ') === target);
+}
+
 /** After the daemon died: lazily unmount what is left, drop the stale state record. */
 export async function cleanStaleMount(mnt: string): Promise<void> {
   const end = Date.now() + 10_000;
-  while (isMounted(mnt) && Date.now() < end) {
+  // The FUSE auto_unmount helper may be racing us to it; either way the mount must go.
+  while (inMountTable(mnt) && Date.now() < end) {
     spawnSync('fusermount', ['-uz', mnt]);
-    if (isMounted(mnt)) await sleep(50);
+    if (inMountTable(mnt)) await sleep(50);
   }
   removeRecord(mnt);
-  if (isMounted(mnt)) throw new Error(`${mnt} is still mounted after fusermount -uz`);
+  if (inMountTable(mnt)) throw new Error(`${mnt} is still mounted after fusermount -uz`);
 }
 
 /** Clean unmount through the CLI (flush, then exit). */

@@ -3,7 +3,8 @@
 // afterwards from the load's journal.
 //
 // Data of write number `seq` is a pure function of (seed, seq, length), and the base image's
-// content a pure function of (baseSeed, offset), so every byte anyone wrote can be recomputed.
+// content a pure function of (baseSeed, offset) (AES-CTR keystreams), so every byte anyone wrote
+// can be recomputed.
 // The loader owns one region of the disk (disjoint from other loaders, so the model is exact),
 // mixes writes of 1 B .. 3 MiB (unaligned, across cluster and block boundaries, at the last
 // sector) with reads verified against an in-memory model, and fsyncs every N writes.
@@ -20,6 +21,7 @@
 // open, then one JSON LoadSummary line at the end. Exit 0 (finished or stopped on an I/O error),
 // 3 when a read disagreed with the model, 2 on a bad configuration.
 
+import { createCipheriv } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
@@ -81,43 +83,37 @@ export function mix(a: number, b: number): number {
   return h >>> 0 || 0x1234567;
 }
 
-/** Fill `out` with an xorshift32 stream started from `state` (4 bytes per step). */
-function fillStream(out: Uint8Array, state: number): void {
-  const words = new Uint32Array(Math.ceil(out.length / 4));
-  let x = state >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x;
-  }
-  out.set(new Uint8Array(words.buffer, 0, out.length));
+/** A 128-bit key from two numbers. */
+function keyOf(a: number, b: number): Buffer {
+  const k = Buffer.alloc(16);
+  for (let i = 0; i < 4; i++) k.writeUInt32LE(mix(mix(a, i), b), i * 4);
+  return k;
+}
+
+/**
+ * Bytes [offset, offset+length) of the AES-128-CTR keystream of `key`: random-looking, any range
+ * computable on its own, and produced natively (GB/s), so checking a whole disk stays cheap.
+ */
+function keystream(key: Buffer, offset: number, length: number): Uint8Array {
+  const skip = offset % 16;
+  const iv = Buffer.alloc(16);
+  const block = Math.floor(offset / 16);
+  iv.writeUInt32BE(Math.floor(block / 0x100000000), 8);
+  iv.writeUInt32BE(block >>> 0, 12);
+  const c = createCipheriv('aes-128-ctr', key, iv);
+  const out = c.update(Buffer.alloc(length + skip));
+  return new Uint8Array(out.buffer, out.byteOffset + skip, length);
 }
 
 /** The data of write `seq` of a load with `seed`. */
 export function writeData(seed: number, seq: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  fillStream(out, mix(seed, seq));
-  return out;
+  return keystream(keyOf(seed, seq), 0, length);
 }
 
-const BASE_BLOCK = 4096;
-
-/** The base image's bytes [offset, offset+length): 4 KiB blocks, each a stream keyed by its index. */
+/** The base image's bytes [offset, offset+length): one keystream over the whole disk. */
 export function baseBytes(baseSeed: number | 'zero', offset: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  if (baseSeed === 'zero' || length === 0) return out;
-  const first = Math.floor(offset / BASE_BLOCK);
-  const last = Math.floor((offset + length - 1) / BASE_BLOCK);
-  const block = new Uint8Array(BASE_BLOCK);
-  for (let b = first; b <= last; b++) {
-    fillStream(block, mix(baseSeed ^ 0x5bd1e995, b));
-    const start = b * BASE_BLOCK;
-    const from = Math.max(offset, start);
-    const to = Math.min(offset + length, start + BASE_BLOCK);
-    out.set(block.subarray(from - start, to - start), from - offset);
-  }
-  return out;
+  if (baseSeed === 'zero' || length === 0) return new Uint8Array(length);
+  return keystream(keyOf(baseSeed ^ 0x5bd1e995, 0xba5e), offset, length);
 }
 
 /** A small seeded generator for choices (not for data). */
