@@ -21,6 +21,7 @@ if [ "${1:-}" = "--test" ]; then
     "nbdkit:nbdkit"
     "fio:fio"
     "sfdisk:fdisk"
+    "/usr/lib/x86_64-linux-gnu/qemu/block-curl.so:qemu-block-extra"
   )
 fi
 

@@ -85,7 +85,8 @@ export function humanSize(n: number): string {
     i++;
   }
   if (i === 0) return `${n} B`;
-  const s = v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/\.?0+$/, '');
+  // Strip zeros after the decimal point only: 100 MiB must not become "1 MiB".
+  const s = v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
   return `${s} ${units[i]}`;
 }
 

@@ -8,6 +8,7 @@ import { vdiDriver } from './vdi/index.js';
 import { vhdDriver } from './vhd/index.js';
 import { vhdxDriver } from './vhdx/index.js';
 import { dmgDriver } from './dmg/index.js';
+import { ewfDriver } from './ewf/index.js';
 
 export const DRIVERS: FormatDriver[] = [
   rawDriver,
@@ -18,4 +19,5 @@ export const DRIVERS: FormatDriver[] = [
   vhdDriver,
   vhdxDriver,
   dmgDriver,
+  ewfDriver,
 ];

@@ -5,6 +5,7 @@ import { deflateSync } from 'node:zlib';
 import { join } from 'node:path';
 import { patternBytes, qemuImg, qemuIo, run } from '../harness/tools.js';
 import { buildDmg } from '../../src/formats/dmg/dmg-builder.js';
+import { buildEwf2 } from '../../src/formats/ewf/ewf-builders.js';
 
 export interface MatrixInput {
   /** Case name, e.g. qcow2-zstd. */
@@ -91,6 +92,16 @@ export const MAKERS: Record<string, InputMaker> = {
       { name: 'aff-zlib', format: 'aff', files: [join(dir, 'base.aff')], reference: ref },
       { name: 'aff-afd', format: 'aff', files: [join(dir, 'base.afd')], reference: ref },
       { name: 'aff-afm', format: 'aff', files: [join(dir, 'base.afm')], reference: ref },
+    ];
+  },
+  ewf(dir) {
+    const ref = baseRaw(dir);
+    run('ewfacquire', ['-u', '-q', '-t', join(dir, 'e6'), '-f', 'encase6', '-c', 'fast', '-S', '2MiB', '-d', 'sha1', ref]);
+    const ex01 = join(dir, 'ex.Ex01');
+    writeFileSync(ex01, buildEwf2({ data: readFileSync(ref), sha1: true })[0]!);
+    return [
+      { name: 'ewf-encase6-segments', format: 'ewf', files: [join(dir, 'e6.E01')], reference: ref },
+      { name: 'ewf2-ex01', format: 'ewf', files: [ex01], reference: ref },
     ];
   },
   vmdk(dir) {

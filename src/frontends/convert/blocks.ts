@@ -1,0 +1,97 @@
+// Walking a disk in bounded pieces: extents in windows (so a 10 TiB sparse image never builds one
+// giant list), zero detection, and an ordered pipeline that keeps several reads in flight.
+import type { Disk, Extent } from '../../core/disk.js';
+import { pushExtent } from '../../core/extents.js';
+
+export const EXTENT_WINDOW = 1024 * 1024 * 1024;
+
+/** Extents of [start, end), fetched window by window, merged across window edges. */
+export async function* walkExtents(disk: Disk, start = 0, end = disk.size, window = EXTENT_WINDOW): AsyncGenerator<Extent> {
+  let pending: Extent | undefined;
+  for (let pos = start; pos < end; pos += window) {
+    const list = await disk.extents(pos, Math.min(window, end - pos));
+    for (const e of list) {
+      if (pending && pending.kind === e.kind && pending.depth === e.depth && pending.offset + pending.length === e.offset) {
+        pending.length += e.length;
+        continue;
+      }
+      if (pending) yield pending;
+      pending = { ...e };
+    }
+  }
+  if (pending) yield pending;
+}
+
+/** Collect the extents of a range into a merged list (for ranges known to be small). */
+export async function extentList(disk: Disk, start: number, end: number): Promise<Extent[]> {
+  const out: Extent[] = [];
+  for await (const e of walkExtents(disk, start, end)) pushExtent(out, e.offset, e.length, e.kind, e.depth);
+  return out;
+}
+
+const ZERO = Buffer.alloc(1024 * 1024);
+
+/** Whether every byte is zero (memcmp against a zero page, 1 MiB at a time). */
+export function isAllZero(buf: Uint8Array): boolean {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let pos = 0; pos < b.length; pos += ZERO.length) {
+    const n = Math.min(ZERO.length, b.length - pos);
+    if (b.compare(ZERO, 0, n, pos, pos + n) !== 0) return false;
+  }
+  return true;
+}
+
+/** Index of the first byte that differs, or -1. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  const A = Buffer.from(a.buffer, a.byteOffset, n);
+  const B = Buffer.from(b.buffer, b.byteOffset, n);
+  if (A.equals(B)) return a.length === b.length ? -1 : n;
+  // Narrow down with memcmp on halves, then scan the last small piece.
+  let lo = 0;
+  let hi = n;
+  while (hi - lo > 4096) {
+    const mid = lo + Math.floor((hi - lo) / 2);
+    if (A.compare(B, lo, mid, lo, mid) !== 0) hi = mid;
+    else lo = mid;
+  }
+  for (let i = lo; i < hi; i++) if (A[i] !== B[i]) return i;
+  return -1;
+}
+
+/**
+ * Run producer(i) for i = 0..count-1 with up to `depth` in flight, handing results to consume()
+ * strictly in order. Stops early (and rethrows) on the first failure; consume may return false to
+ * stop.
+ */
+export async function orderedPipeline<T>(
+  count: number,
+  depth: number,
+  producer: (i: number) => Promise<T>,
+  consume: (value: T, i: number) => Promise<boolean | void> | boolean | void,
+): Promise<void> {
+  const inflight = new Map<number, Promise<T>>();
+  let next = 0;
+  const fill = () => {
+    while (next < count && inflight.size < depth) {
+      const p = producer(next);
+      p.catch(() => undefined); // observed below, in order
+      inflight.set(next, p);
+      next++;
+    }
+  };
+  fill();
+  for (let i = 0; i < count; i++) {
+    const p = inflight.get(i)!;
+    let value: T;
+    try {
+      value = await p;
+    } finally {
+      inflight.delete(i);
+    }
+    const go = await consume(value, i);
+    if (go === false) break;
+    fill();
+  }
+  await Promise.allSettled(inflight.values());
+}

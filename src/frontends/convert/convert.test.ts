@@ -1,0 +1,119 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MemoryDisk } from '../../../test/harness/memory-disk.js';
+import { patternBytes, tempDir } from '../../../test/harness/tools.js';
+import { compareDisks } from './compare.js';
+import { mapEntries } from './map.js';
+import { firstDifference, isAllZero, orderedPipeline } from './blocks.js';
+import { ConcatLayer } from '../../layers/combine.js';
+import { feedRange } from './feed.js';
+import { findOutput } from './writers/index.js';
+import { vhdGeometry } from './writers/vhd.js';
+import { crc32c } from './writers/vhdx.js';
+
+const MiB = 1024 * 1024;
+const ctx = { options: {}, compress: false, progress: { add() {}, stop() {} }, identity: 'test', depth: 4 };
+
+function layered(): MemoryDisk {
+  const d = new MemoryDisk(4 * MiB, { granule: 65536 });
+  d.fill(0, patternBytes(65536, 1));
+  d.mark(65536, 65536, 'zero');
+  d.fill(MiB, patternBytes(2 * 65536, 2), 1);
+  d.fill(2 * MiB, new Uint8Array(65536)); // data that is all zeros
+  return d;
+}
+
+test('feed: reads only data extents, drops zero granules, keeps order', async () => {
+  const d = layered();
+  const got: Array<[number, number]> = [];
+  await feedRange(d, 0, d.size, 65536, {
+    async put(off, data) {
+      got.push([off, data.length]);
+    },
+  });
+  assert.deepEqual(got, [[0, 65536], [MiB, 65536], [MiB + 65536, 65536]]);
+  assert.ok(d.reads <= 4, `reads: ${d.reads}`);
+});
+
+test('map: depth, present, zero, data as qemu-img reports them for a chain', async () => {
+  const out = [];
+  for await (const m of mapEntries(layered(), 0, 4 * MiB, 2)) out.push(m);
+  assert.deepEqual(out, [
+    { start: 0, length: 65536, depth: 0, present: true, zero: false, data: true },
+    { start: 65536, length: 65536, depth: 0, present: true, zero: true, data: false },
+    { start: 131072, length: MiB - 131072, depth: 2, present: false, zero: true, data: false },
+    { start: MiB, length: 131072, depth: 1, present: true, zero: false, data: true },
+    { start: MiB + 131072, length: MiB - 131072, depth: 2, present: false, zero: true, data: false },
+    { start: 2 * MiB, length: 65536, depth: 0, present: true, zero: false, data: true },
+    { start: 2 * MiB + 65536, length: 2 * MiB - 65536, depth: 2, present: false, zero: true, data: false },
+  ]);
+});
+
+test('compare: skips ranges both sides call zero, finds the first differing sector', async () => {
+  const a = layered();
+  const b = layered();
+  a.reads = b.reads = 0;
+  assert.deepEqual(await compareDisks(a, b), { kind: 'identical' });
+  assert.ok(a.reads <= 4 && b.reads <= 4, `reads ${a.reads} ${b.reads}`);
+  b.data[MiB + 70000] ^= 0xff;
+  assert.deepEqual(await compareDisks(a, b), { kind: 'mismatch', offset: MiB + 69632 });
+  const c = new MemoryDisk(5 * MiB, { granule: 65536 });
+  c.fill(0, a.data);
+  assert.deepEqual(await compareDisks(layered(), c), { kind: 'identical' });
+  assert.deepEqual(await compareDisks(layered(), c, { strict: true }), { kind: 'size-mismatch' });
+  c.fill(4 * MiB, Uint8Array.of(0, 1));
+  assert.deepEqual(await compareDisks(layered(), c), { kind: 'mismatch', offset: 4 * MiB });
+});
+
+test('convert: a read failure half way leaves no output and no temporary file', async () => {
+  const { dir, cleanup } = tempDir('convfail');
+  try {
+    const d = new MemoryDisk(8 * MiB, { data: patternBytes(8 * MiB, 3) });
+    const bad = Object.create(d) as MemoryDisk;
+    bad.read = async (dst, off) => {
+      if (off + dst.length > 4 * MiB) throw new Error('injected read failure');
+      return d.read(dst, off);
+    };
+    for (const f of ['raw', 'qcow2', 'vdi', 'vpc', 'vmdk', 'vhdx']) {
+      await assert.rejects(findOutput(f)!.write(bad, join(dir, `out.${f}`), ctx), /injected/, f);
+    }
+    assert.deepEqual(readdirSync(dir), []);
+    // And a good run of the same disk through concat works.
+    await findOutput('raw')!.write(new ConcatLayer([d, layered()]), join(dir, 'ok.raw'), ctx);
+    const got = readFileSync(join(dir, 'ok.raw'));
+    assert.equal(got.length, 12 * MiB);
+    assert.deepEqual(new Uint8Array(got.subarray(0, 8 * MiB)), d.data);
+    assert.deepEqual(new Uint8Array(got.subarray(8 * MiB)), layered().data);
+  } finally {
+    cleanup();
+  }
+});
+
+test('blocks helpers: zero detection, first difference, ordered pipeline', async () => {
+  const z = new Uint8Array(3 * MiB + 5);
+  assert.ok(isAllZero(z));
+  z[3 * MiB + 4] = 1;
+  assert.ok(!isAllZero(z));
+  const a = patternBytes(100_000, 4);
+  const b = new Uint8Array(a);
+  assert.equal(firstDifference(a, b), -1);
+  b[77_777] ^= 1;
+  assert.equal(firstDifference(a, b), 77_777);
+  const seen: number[] = [];
+  await orderedPipeline(20, 5, async (i) => {
+    await new Promise((r) => setTimeout(r, (20 - i) % 7));
+    return i * 2;
+  }, (v, i) => {
+    seen.push(v);
+    return i < 14;
+  });
+  assert.deepEqual(seen, Array.from({ length: 15 }, (_, i) => i * 2));
+});
+
+test('writers: VHD CHS geometry and CRC-32C reference values', () => {
+  assert.deepEqual(vhdGeometry(4 * MiB), { c: 120, h: 4, s: 17 });
+  assert.deepEqual(vhdGeometry(127 * 1024 ** 3), { c: 65278, h: 16, s: 255 }); // past the 65535*16*63 limit
+  assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
+});

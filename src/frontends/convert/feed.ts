@@ -1,0 +1,102 @@
+// The read side of convert: walks a disk range, reads only what the extents call data (granule by
+// granule, several chunks in flight), drops all-zero granules, and hands the rest to a writer in
+// ascending order. Writers that compress do it in prepare(), which runs in the parallel stage.
+import type { Disk } from '../../core/disk.js';
+import { EXTENT_WINDOW, isAllZero, orderedPipeline } from './blocks.js';
+import type { Progress } from './progress.js';
+
+export interface GranuleSink<P = unknown> {
+  /** Optional parallel work per non-zero granule (compression); its result goes to put(). */
+  prepare?(offset: number, data: Uint8Array): Promise<P>;
+  /**
+   * A non-zero granule at disk offset `offset` (granule-aligned relative to the range start). data
+   * is one granule long, shorter only at the end of the range. Called in ascending order. data is
+   * only valid until put() resolves (its buffer is reused): copy what must be kept.
+   */
+  put(offset: number, data: Uint8Array, prepared: P): Promise<void>;
+}
+
+export interface FeedOptions {
+  progress?: Progress;
+  /** Chunks read in parallel. */
+  depth?: number;
+  /** Bytes per read. */
+  chunk?: number;
+}
+
+interface Piece<P> {
+  offset: number;
+  data: Uint8Array;
+  prepared: P;
+}
+
+/** Read buffers are reused: a fresh multi-MiB buffer per read costs page faults and GC. */
+class BufferPool {
+  private free: Buffer[] = [];
+  constructor(private readonly size: number) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+  give(b: Buffer): void {
+    if (this.free.length < 64) this.free.push(b);
+  }
+}
+
+export async function feedRange<P>(disk: Disk, start: number, end: number, granule: number, sink: GranuleSink<P>, opts: FeedOptions = {}): Promise<void> {
+  const depth = opts.depth ?? 8;
+  const chunk = Math.max(granule, Math.floor((opts.chunk ?? 4 * 1024 * 1024) / granule) * granule);
+  const window = Math.max(granule, Math.floor(EXTENT_WINDOW / granule) * granule);
+  const progress = opts.progress;
+  const pool = new BufferPool(chunk);
+  for (let w = start; w < end; w += window) {
+    const wend = Math.min(end, w + window);
+    const extents = await disk.extents(w, wend - w);
+    // Granule-aligned ranges that hold data.
+    const ranges: Array<[number, number]> = [];
+    let zeroBytes = 0;
+    for (const e of extents) {
+      if (e.kind !== 'data') {
+        zeroBytes += e.length;
+        continue;
+      }
+      const gs = start + Math.floor((e.offset - start) / granule) * granule;
+      const ge = Math.min(wend, start + Math.ceil((e.offset + e.length - start) / granule) * granule);
+      const last = ranges[ranges.length - 1];
+      if (last && gs <= last[1]) last[1] = Math.max(last[1], ge);
+      else ranges.push([gs, ge]);
+    }
+    progress?.add(zeroBytes);
+    const chunks: Array<[number, number]> = [];
+    for (const [s, e] of ranges) for (let p = s; p < e; p += chunk) chunks.push([p, Math.min(e, p + chunk)]);
+    await orderedPipeline(
+      chunks.length,
+      depth,
+      async (i): Promise<{ whole: Buffer; pieces: Piece<P>[] }> => {
+        const [s, e] = chunks[i]!;
+        const whole = pool.take();
+        const buf = whole.subarray(0, e - s);
+        try {
+          await disk.read(buf, s);
+        } catch (err) {
+          pool.give(whole);
+          throw err;
+        }
+        const pieces: Piece<P>[] = [];
+        for (let p = 0; p < buf.length; p += granule) {
+          const data = buf.subarray(p, Math.min(buf.length, p + granule));
+          if (isAllZero(data)) continue;
+          pieces.push({ offset: s + p, data, prepared: undefined as P });
+        }
+        if (sink.prepare) await Promise.all(pieces.map(async (pc) => (pc.prepared = await sink.prepare!(pc.offset, pc.data))));
+        return { whole, pieces };
+      },
+      async ({ whole, pieces }, i) => {
+        // put() copies or finishes writing before it returns, so the buffer can be reused after.
+        for (const pc of pieces) await sink.put(pc.offset, pc.data, pc.prepared);
+        pool.give(whole);
+        const [s, e] = chunks[i]!;
+        progress?.add(e - s);
+      },
+    );
+  }
+}
