@@ -37,14 +37,14 @@ test('write choices stay inside the region and cover the promised shapes', () =>
   assert.ok(tiny > 500 && big > 50 && lastSector > 100 && straddle > 500, JSON.stringify({ tiny, big, lastSector, straddle }));
 });
 
-test('a load on a local file passes its own checker; a lost synced byte and garbage are caught', () => {
+test('a load on a local file passes its own checker; a lost synced byte and garbage are caught', async () => {
   const { dir, cleanup } = tempDir('load');
   try {
     const size = 4 * MiB;
     const file = join(dir, 'disk.img');
     writeFileSync(file, baseBytes(11, 0, size));
     const journal = join(dir, 'j.txt');
-    const s = runLoad({ file, journal, dataOffset: 0, diskSize: size, regionStart: 0, regionLength: size - 65536, seed: 42, baseSeed: 11, durationMs: 60_000, maxWrites: 150, fsyncEvery: 4, readRatio: 0.3 });
+    const s = await runLoad({ file, journal, dataOffset: 0, diskSize: size, regionStart: 0, regionLength: size - 65536, seed: 42, baseSeed: 11, durationMs: 60_000, maxWrites: 150, fsyncEvery: 4, readRatio: 0.3 });
     assert.equal(s.error, undefined);
     assert.equal(s.mismatch, undefined);
     assert.equal(s.writes, 150);

@@ -6,7 +6,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync }
 import { join, resolve } from 'node:path';
 import { anydisk, ROOT, run, tryRun } from '../harness/tools.js';
 import { isMounted } from '../harness/mount.js';
-import { baseBytes, type LoadConfig, type LoadSummary } from '../harness/load.js';
+import { baseBytes, checkDisk, describeViolations, parseJournal, type CheckResult, type LoadConfig, type LoadSummary } from '../harness/load.js';
 import { isAlive, readRecord, removeRecord } from '../../src/frontends/fuse/state.js';
 
 export const LOADER = join(ROOT, 'dist', 'test', 'harness', 'load.js');
@@ -145,6 +145,44 @@ export function startLoad(cfg: LoadConfig): RunningLoad {
   return { child, started, done };
 }
 
+export interface Judged {
+  actual: Uint8Array;
+  check: CheckResult;
+  leaks: number;
+}
+
+/**
+ * Judge an image after a crash (or a clean stop): qemu-img check (qcow2: no corruption; leaks
+ * allowed unless `clean`), then every byte against what the journals allow. Throws with `ctx`.
+ */
+export function judgeImage(o: {
+  image: string;
+  mode: 'qcow2' | 'raw';
+  size: number;
+  base: number | Uint8Array;
+  journals: Array<{ seed: number; path: string }>;
+  scratch: string;
+  completedAreDurable: boolean;
+  clean?: boolean;
+  ignore?: Array<[number, number]>;
+  ctx: string;
+}): Judged {
+  let leaks = 0;
+  if (o.mode === 'qcow2') {
+    const c = qemuCheck(o.image);
+    if (o.clean ? c.status !== 0 : c.status !== 0 && c.status !== 3) {
+      throw new Error(`${o.ctx}: qemu-img check says ${c.status === 3 ? 'leaked clusters after a clean stop' : 'corrupt'} (exit ${c.status}):\n${c.output}`);
+    }
+    leaks = c.leaks;
+  }
+  const actual = readImage(o.image, o.mode, o.scratch);
+  if (actual.length !== o.size) throw new Error(`${o.ctx}: the disk is ${actual.length} bytes, not ${o.size}`);
+  const sets = o.journals.map((j) => ({ seed: j.seed, journal: parseJournal(readFileSync(j.path, 'utf8')) }));
+  const check = checkDisk(actual, o.base, sets, { completedAreDurable: o.completedAreDurable, ignore: o.ignore });
+  if (check.violationCount) throw new Error(`${o.ctx}: ${describeViolations(check)}`);
+  return { actual, check, leaks };
+}
+
 /** The disk content of an image, through qemu-img (qcow2) or the file itself (raw). */
 export function readImage(path: string, fmt: 'qcow2' | 'raw', scratch: string): Uint8Array {
   if (fmt === 'raw') return new Uint8Array(readFileSync(path));
@@ -178,3 +216,45 @@ export async function reap(child: ChildProcess): Promise<void> {
 }
 
 export { isMounted };
+
+export interface Server {
+  child: ChildProcess;
+  pid: number;
+  uri: string;
+  /** SIGTERM and wait (a clean shutdown: flush, close). */
+  stop(): Promise<number | null>;
+}
+
+/** `anydisk serve --socket SOCK ARGS...` in the foreground; resolves once it says ready. */
+export async function startServe(socket: string, args: string[]): Promise<Server> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'anydisk'), 'serve', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const uri = await new Promise<string>((resolveP, reject) => {
+    const timer = setTimeout(() => reject(new Error(`anydisk serve not ready after 60 s: ${err}`)), 60_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /^ready (\S+)/m.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolveP(m[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`anydisk serve exited (${code}) before ready: ${err}`));
+    });
+  });
+  return {
+    child,
+    pid: child.pid!,
+    uri,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}

@@ -17,6 +17,10 @@
 //   E code message  the load stopped on an I/O error (expected once the server is killed)
 // Offsets are disk offsets; the loader adds `dataOffset` (the view's data start) for file I/O.
 //
+// The target is a file, or an NBD export through a small client of our own (test/crash/nbd-client.ts),
+// so many NBD clients can load one server at once; fsync is then NBD_CMD_FLUSH and "reopen" a
+// new connection.
+//
 // Run: node dist/test/harness/load.js '<LoadConfig JSON>'. It prints "started" once the file is
 // open, then one JSON LoadSummary line at the end. Exit 0 (finished or stopped on an I/O error),
 // 3 when a read disagreed with the model, 2 on a bad configuration.
@@ -24,11 +28,15 @@
 import { createCipheriv } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { NbdClient } from '../crash/nbd-client.js';
 
 export const MiB = 1024 * 1024;
 
 export interface LoadConfig {
-  file: string;
+  /** The file to load (a FUSE view file) ... */
+  file?: string;
+  /** ... or an NBD export: nbd+unix:///NAME?socket=PATH or nbd://HOST:PORT/NAME. */
+  nbd?: string;
   journal: string;
   /** Where disk byte 0 is inside `file` (0 for raw, offData for VDI). */
   dataOffset: number;
@@ -228,53 +236,104 @@ class Journal {
   }
 }
 
-function fullWrite(fd: number, data: Uint8Array, pos: number): void {
-  let done = 0;
-  while (done < data.length) {
-    const n = writeSync(fd, data, done, data.length - done, pos + done);
-    if (n <= 0) throw Object.assign(new Error(`write returned ${n} at ${pos + done}`), { code: 'ESHORT' });
-    done += n;
+/** Where a load goes: a file (a FUSE view file) or an NBD export. */
+interface Target {
+  read(dst: Uint8Array, pos: number): Promise<void>;
+  write(src: Uint8Array, pos: number): Promise<void>;
+  sync(): Promise<void>;
+  reopen(): Promise<void>;
+  close(): Promise<void>;
+}
+
+class FileTarget implements Target {
+  private fd: number;
+  constructor(private readonly path: string) {
+    this.fd = openSync(path, 'r+');
+  }
+  async read(dst: Uint8Array, pos: number): Promise<void> {
+    for (let done = 0; done < dst.length; ) {
+      const n = readSync(this.fd, dst, done, dst.length - done, pos + done);
+      if (n <= 0) throw Object.assign(new Error(`read returned ${n} at ${pos + done} (short read)`), { code: 'ESHORT' });
+      done += n;
+    }
+  }
+  async write(src: Uint8Array, pos: number): Promise<void> {
+    for (let done = 0; done < src.length; ) {
+      const n = writeSync(this.fd, src, done, src.length - done, pos + done);
+      if (n <= 0) throw Object.assign(new Error(`write returned ${n} at ${pos + done}`), { code: 'ESHORT' });
+      done += n;
+    }
+  }
+  async sync(): Promise<void> {
+    fsyncSync(this.fd);
+  }
+  /** close(2) (a FUSE flush) and open again: the kernel drops the file's cached pages. */
+  async reopen(): Promise<void> {
+    const fd = this.fd;
+    this.fd = -1;
+    closeSync(fd);
+    this.fd = openSync(this.path, 'r+');
+  }
+  async close(): Promise<void> {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
   }
 }
 
-function fullRead(fd: number, dst: Uint8Array, pos: number): void {
-  let done = 0;
-  while (done < dst.length) {
-    const n = readSync(fd, dst, done, dst.length - done, pos + done);
-    if (n <= 0) throw Object.assign(new Error(`read returned ${n} at ${pos + done} (short read)`), { code: 'ESHORT' });
-    done += n;
+class NbdTarget implements Target {
+  private constructor(
+    private readonly uri: string,
+    private client: NbdClient,
+  ) {}
+  static async open(uri: string): Promise<NbdTarget> {
+    return new NbdTarget(uri, await NbdClient.connect(uri));
+  }
+  read(dst: Uint8Array, pos: number): Promise<void> {
+    return this.client.pread(dst, pos);
+  }
+  write(src: Uint8Array, pos: number): Promise<void> {
+    return this.client.pwrite(src, pos);
+  }
+  sync(): Promise<void> {
+    return this.client.flush();
+  }
+  /** Disconnect and connect again (a new client of the same server). */
+  async reopen(): Promise<void> {
+    await this.client.close();
+    this.client = await NbdClient.connect(this.uri);
+  }
+  close(): Promise<void> {
+    return this.client.close();
   }
 }
 
-export function runLoad(c: LoadConfig): LoadSummary {
+export async function runLoad(c: LoadConfig): Promise<LoadSummary> {
   const t0 = Date.now();
   const rng = new Rng(mix(c.seed, 0xc0ffee));
   const model = c.baseSeed === 'file' ? new Uint8Array(c.regionLength) : baseBytes(c.baseSeed, c.regionStart, c.regionLength);
   const journal = new Journal(c.journal);
   const s: LoadSummary = { writes: 0, bytesWritten: 0, reads: 0, bytesRead: 0, fsyncs: 0, lastSynced: 0, reopens: 0, elapsedMs: 0 };
-  let fd = -1;
+  let target: Target | undefined;
   let op = 'open';
   let seq = 0;
   let sinceSync = 0;
   let ops = 0;
   try {
-    fd = openSync(c.file, 'r+');
-    if (c.baseSeed === 'file') fullRead(fd, model, c.dataOffset + c.regionStart);
+    target = c.nbd ? await NbdTarget.open(c.nbd) : new FileTarget(c.file!);
+    if (c.baseSeed === 'file') await target.read(model, c.dataOffset + c.regionStart);
     process.stdout.write('started\n');
     while (Date.now() - t0 < c.durationMs && (c.maxWrites === undefined || s.writes < c.maxWrites)) {
       ops++;
       if (c.reopenEvery && ops % c.reopenEvery === 0) {
         op = 'reopen';
-        closeSync(fd);
-        fd = -1;
-        fd = openSync(c.file, 'r+');
+        await target.reopen();
         s.reopens++;
       }
       if (rng.next() < c.readRatio) {
         op = 'read';
         const { off, len } = chooseRead(rng, c.regionStart, c.regionLength);
         const buf = new Uint8Array(len);
-        fullRead(fd, buf, c.dataOffset + off);
+        await target.read(buf, c.dataOffset + off);
         s.reads++;
         s.bytesRead += len;
         const want = model.subarray(off - c.regionStart, off - c.regionStart + len);
@@ -298,7 +357,7 @@ export function runLoad(c: LoadConfig): LoadSummary {
       seq++;
       const data = writeData(c.seed, seq, len);
       journal.line(`W ${seq} ${off} ${len}`);
-      fullWrite(fd, data, c.dataOffset + off);
+      await target.write(data, c.dataOffset + off);
       journal.line(`D ${seq}`);
       model.set(data, off - c.regionStart);
       s.writes++;
@@ -306,7 +365,7 @@ export function runLoad(c: LoadConfig): LoadSummary {
       sinceSync++;
       if (c.fsyncEvery > 0 && sinceSync >= c.fsyncEvery) {
         op = 'fsync';
-        fsyncSync(fd);
+        await target.sync();
         // Only now: every write up to seq returned before this fsync began.
         journal.line(`S ${seq}`, true);
         s.fsyncs++;
@@ -319,13 +378,7 @@ export function runLoad(c: LoadConfig): LoadSummary {
     s.error = { code: e.code ?? 'ERR', message: e.message, op, seq };
     journal.line(`E ${e.code ?? 'ERR'} ${op} ${seq} ${e.message.replace(/\s+/g, ' ')}`);
   }
-  if (fd >= 0) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* the server is gone */
-    }
-  }
+  await target?.close().catch(() => undefined);
   journal.close();
   s.elapsedMs = Date.now() - t0;
   return s;
@@ -526,12 +579,13 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   try {
     const arg = process.argv[2] ?? '';
     cfg = JSON.parse(arg.startsWith('@') ? readFileSync(arg.slice(1), 'utf8') : arg) as LoadConfig;
-    if (!cfg.file || !cfg.journal || !(cfg.regionLength > 0)) throw new Error('file, journal and regionLength are required');
+    if (!(cfg.file || cfg.nbd) || !cfg.journal || !(cfg.regionLength > 0)) throw new Error('file or nbd, journal and regionLength are required');
   } catch (err) {
     console.error(`load: bad configuration: ${(err as Error).message}`);
     process.exit(2);
   }
-  const summary = runLoad(cfg);
-  process.stdout.write(`${JSON.stringify(summary)}\n`);
-  process.exit(summary.mismatch ? 3 : 0);
+  void runLoad(cfg).then((summary) => {
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    process.exit(summary.mismatch ? 3 : 0);
+  });
 }
