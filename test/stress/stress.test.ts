@@ -1,13 +1,15 @@
-// Stress: 8 workers at once on one writable mount for a while, every byte read verified.
+// Stress: 8 workers at once on one writable disk for a while, every byte read verified.
 //   5 writers, each owning a disjoint region (split at unaligned points, so neighbours share
 //     clusters), mixing writes of 1 B .. 3 MiB with reads checked against their model, fsync
-//     every few writes, some closing and reopening the file;
+//     every few writes, some closing and reopening the file (or NBD connection);
 //   2 readers of a region nobody writes, checked against the base content;
-//   1 fio job (crc32c verify, random block sizes) in its own region, run again and again.
-// After a clean unmount the whole disk must equal the model (the base plus every write), and a
+//   1 foreign client in its own region, again and again: fio with crc32c verify (FUSE) or
+//     qemu-io writing journaled data with flushes (NBD).
+// After a clean stop the whole disk must equal the model (the base plus every write), and a
 // qcow2 overlay must pass `qemu-img check` without even a leak.
-// Variants: a raw image written through (FUSE direct_io: every request reaches the daemon) and,
-// once `anydisk create` exists, a qcow2 overlay over a raw base (VDI view, page cache on).
+// Variants: a raw image written through a FUSE mount (direct_io: every request reaches the
+// daemon); a qcow2 overlay over a raw base through a FUSE VDI view (page cache on); the same
+// overlay served by `anydisk serve` to 8 NBD clients at once.
 // STRESS_SECONDS (default 25; `npm run stress` uses 600) is shared among the variants.
 
 import { test } from 'node:test';
@@ -17,7 +19,8 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { anydisk, sha256File, tempDir } from '../harness/tools.js';
 import { checkDisk, describeViolations, MiB, parseJournal, type LoadConfig, type LoadSummary } from '../harness/load.js';
-import { hasQcow2Create, mountWritable, qemuCheck, readImage, reap, startLoad, umountClean, writeBase, type RunningLoad } from '../crash/rig.js';
+import { hasQcow2Create, hasServe, mountWritable, qemuCheck, readImage, reap, startLoad, startServe, umountClean, writeBase, type RunningLoad } from '../crash/rig.js';
+import { startQemuIoLoad } from '../crash/qemu-io-load.js';
 
 const SECONDS = Number(process.env.STRESS_SECONDS ?? 25);
 const SEED = Number(process.env.STRESS_SEED ?? 7);
@@ -25,15 +28,18 @@ const SEED = Number(process.env.STRESS_SEED ?? 7);
 interface Variant {
   name: string;
   mode: 'raw' | 'qcow2';
+  transport: 'fuse' | 'nbd';
   view: 'raw' | 'vdi';
   fuseOpts: string[];
 }
 
-const variants: Variant[] = [{ name: 'raw write-through, --out raw, direct_io', mode: 'raw', view: 'raw', fuseOpts: ['-o', 'direct_io'] }];
-if (hasQcow2Create()) variants.push({ name: 'qcow2 overlay over raw, --out vdi', mode: 'qcow2', view: 'vdi', fuseOpts: [] });
+const variants: Variant[] = [{ name: 'raw write-through, FUSE --out raw, direct_io', mode: 'raw', transport: 'fuse', view: 'raw', fuseOpts: ['-o', 'direct_io'] }];
+if (hasQcow2Create()) variants.push({ name: 'qcow2 overlay over raw, FUSE --out vdi', mode: 'qcow2', transport: 'fuse', view: 'vdi', fuseOpts: [] });
+if (hasQcow2Create() && hasServe()) variants.push({ name: 'qcow2 overlay over raw, anydisk serve to 8 NBD clients', mode: 'qcow2', transport: 'nbd', view: 'raw', fuseOpts: [] });
 
 const SIZE = 64 * MiB - 3 * 512;
 const STATIC: [number, number] = [0, 6 * MiB];
+/** The foreign client's region (fio or qemu-io). */
 const FIO: [number, number] = [6 * MiB, 6 * MiB];
 const WRITERS = 5;
 
@@ -92,7 +98,8 @@ async function fioLoop(file: string, off: number, len: number, deadline: number)
 
 for (const [vi, v] of variants.entries()) {
   const seconds = Math.max(5, SECONDS / variants.length);
-  test(`stress ${seconds.toFixed(0)} s: ${v.name}, 5 writers + 2 readers + fio, every byte verified`, { timeout: (seconds + 240) * 1000 }, async (t) => {
+  const foreign = v.transport === 'fuse' ? 'fio' : 'qemu-io';
+  test(`stress ${seconds.toFixed(0)} s: ${v.name}, 5 writers + 2 readers + ${foreign}, every byte verified`, { timeout: (seconds + 240) * 1000 }, async (t) => {
     const { dir, cleanup } = tempDir('stress');
     let ok = false;
     try {
@@ -109,14 +116,29 @@ for (const [vi, v] of variants.entries()) {
         image = join(dir, 'disk.img');
         copyFileSync(base, image);
       }
-      const args = v.mode === 'qcow2' ? [image, '--writethrough', ...v.fuseOpts] : ['--in', 'raw', image, '--writethrough', '--inopts', 'rawwritable=true', ...v.fuseOpts];
-      const m = mountWritable(dir, args, 'disk', v.view);
+      const input = v.mode === 'qcow2' ? [image, '--writethrough'] : ['--in', 'raw', image, '--writethrough', '--inopts', 'rawwritable=true'];
+      // The target every worker opens: a view file of a FUSE mount, or the NBD export.
+      let target: { file?: string; nbd?: string; dataOffset: number };
+      let stop: () => Promise<void>;
+      if (v.transport === 'fuse') {
+        const m = mountWritable(dir, [...input, ...v.fuseOpts], 'disk', v.view);
+        target = { file: m.file, dataOffset: m.dataOffset };
+        stop = async () => umountClean(m.mnt);
+      } else {
+        const srv = await startServe(join(dir, 'nbd.sock'), input);
+        target = { nbd: srv.uri, dataOffset: 0 };
+        stop = async () => {
+          const code = await srv.stop();
+          assert.equal(code, 0, 'anydisk serve did not exit cleanly on SIGTERM');
+        };
+      }
       const loads: RunningLoad[] = [];
       const journals: Array<{ seed: number; path: string }> = [];
-      const fioIgnore: [number, number] = [FIO[0], FIO[0] + FIO[1]];
-      let fio: FioResult = { runs: 0, failures: [] };
+      const ignore: Array<[number, number]> = [];
+      const sums: LoadSummary[] = [];
+      let foreignRuns = 0;
       try {
-        const common = { file: m.file, dataOffset: m.dataOffset, diskSize: SIZE, baseSeed: SEED, durationMs: seconds * 1000 };
+        const common = { ...target, diskSize: SIZE, baseSeed: SEED, durationMs: seconds * 1000 };
         for (const [k, [start, length]] of writerRegions().entries()) {
           const seed = SEED * 1000 + vi * 100 + k;
           const journal = join(dir, `w${k}.journal`);
@@ -129,10 +151,26 @@ for (const [vi, v] of variants.entries()) {
           loads.push(startLoad(cfg));
         }
         await Promise.all(loads.map((l) => l.started));
-        const fioP = fioLoop(m.file, m.dataOffset + FIO[0], FIO[1], Date.now() + seconds * 1000);
+        const deadline = Date.now() + seconds * 1000;
+        if (v.transport === 'fuse') {
+          // fio keeps its own checksums; the final comparison leaves its region out.
+          ignore.push([FIO[0], FIO[0] + FIO[1]]);
+          const fioP = fioLoop(target.file!, target.dataOffset + FIO[0], FIO[1], deadline);
+          const fio = await fioP;
+          foreignRuns = fio.runs;
+          assert.deepEqual(fio.failures, [], 'fio verification failed');
+        } else {
+          // qemu-io writes journaled data: its region is judged like the others.
+          const seed = SEED * 1000 + vi * 100 + 90;
+          const journal = join(dir, 'qemu-io.journal');
+          journals.push({ seed, path: journal });
+          const q = startQemuIoLoad({ uri: target.nbd!, journal, scratch: join(dir, 'pattern.bin'), diskSize: SIZE, regionStart: FIO[0], regionLength: FIO[1], seed, durationMs: seconds * 1000, fsyncEvery: 5 });
+          const qs = await q.done;
+          assert.equal(qs.error, undefined, `qemu-io stopped on an error: ${JSON.stringify(qs.error)}`);
+          sums.push(qs);
+          foreignRuns = qs.writes;
+        }
         const results = await Promise.all(loads.map((l) => l.done));
-        fio = await fioP;
-        const sums: LoadSummary[] = [];
         for (const [k, r] of results.entries()) {
           assert.ok(r.summary, `worker ${k} printed no summary (exit ${r.code}): ${r.stderr}`);
           assert.equal(r.summary.mismatch, undefined, `worker ${k}: a read disagreed with the model: ${JSON.stringify(r.summary.mismatch)}`);
@@ -140,7 +178,6 @@ for (const [vi, v] of variants.entries()) {
           assert.equal(r.code, 0);
           sums.push(r.summary);
         }
-        assert.deepEqual(fio.failures, [], 'fio verification failed');
         const sum = (f: (s: LoadSummary) => number) => sums.reduce((a, s) => a + f(s), 0);
         const line = {
           writes: sum((s) => s.writes),
@@ -149,25 +186,25 @@ for (const [vi, v] of variants.entries()) {
           MiBReadVerified: +(sum((s) => s.bytesRead) / MiB).toFixed(1),
           fsyncs: sum((s) => s.fsyncs),
           reopens: sum((s) => s.reopens),
-          fioRuns: fio.runs,
+          [v.transport === 'fuse' ? 'fioRuns' : 'qemuIoWrites']: foreignRuns,
         };
         t.diagnostic(`${v.name}: ${JSON.stringify(line)}`);
       } finally {
         for (const l of loads) await reap(l.child);
-        umountClean(m.mnt);
+        await stop();
       }
-      // After a clean unmount: the whole disk is the model, the overlay is clean, the base untouched.
+      // After a clean stop: the whole disk is the model, the overlay is clean, the base untouched.
       if (v.mode === 'qcow2') {
         const c = qemuCheck(image);
-        assert.equal(c.status, 0, `qemu-img check after a clean unmount:\n${c.output}`);
+        assert.equal(c.status, 0, `qemu-img check after a clean stop:\n${c.output}`);
         assert.equal(sha256File(base), baseHash, 'the backing file changed');
       }
       const actual = readImage(image, v.mode, join(dir, 'readback.raw'));
       const sets = journals.map((j) => ({ seed: j.seed, journal: parseJournal(readFileSync(j.path, 'utf8')) }));
-      const res = checkDisk(actual, SEED, sets, { completedAreDurable: true, ignore: [fioIgnore] });
+      const res = checkDisk(actual, SEED, sets, { completedAreDurable: true, ignore });
       assert.equal(res.optionalWrites, 0, 'every write returned');
       assert.equal(res.violationCount, 0, describeViolations(res));
-      t.diagnostic(`${v.name}: after unmount ${(res.bytesCompared / MiB).toFixed(1)} MiB compared, ${res.requiredWrites} writes, ${(res.bytesRequired / MiB).toFixed(1)} MiB written at least once`);
+      t.diagnostic(`${v.name}: after the stop ${(res.bytesCompared / MiB).toFixed(1)} MiB compared, ${res.requiredWrites} writes, ${(res.bytesRequired / MiB).toFixed(1)} MiB written at least once`);
       ok = true;
     } finally {
       if (ok) cleanup();
