@@ -427,14 +427,19 @@ export interface JournalSet {
 }
 
 export interface Violation {
+  /** First byte of a run of consecutive wrong bytes, and the run's length. */
   offset: number;
+  length: number;
   expected: number;
   actual: number;
+  /** What the first wrong byte holds instead: the content from before the load, zero, or else. */
+  found: 'old' | 'zero' | 'other';
   /** 'lost-synced': an fsync'd write is missing; 'lost-completed': a returned write is missing
    * where returned writes must survive; 'garbage': neither the old content nor any write's. */
   kind: 'lost-synced' | 'lost-completed' | 'garbage';
   /** The write that should be there (for lost-*). */
   seq?: number;
+  write?: { off: number; len: number };
 }
 
 export interface CheckResult {
@@ -509,22 +514,37 @@ export function checkDisk(
   }
   const violations: Violation[] = [];
   let violationCount = 0;
+  let last: Violation | undefined;
   for (let k = 0; k < diff.length; k++) {
     if (explained[k]) continue;
     violationCount++;
-    if (violations.length < 20) {
-      const p = diff[k]!;
-      const v: Violation = { offset: p, expected: expected[p]!, actual: actual[p]!, kind: 'garbage' };
-      // The last required write over p is the one whose data should be there.
-      let owner: (typeof required)[number] | undefined;
-      for (const r of required) if (r.w.off <= p && p < r.w.off + r.w.len) owner = r;
-      if (owner) {
-        v.seq = owner.w.seq;
-        const synced = sets.find((x) => x.seed === owner.seed)!.journal.synced;
-        v.kind = owner.w.seq <= synced ? 'lost-synced' : 'lost-completed';
-      }
-      violations.push(v);
+    const p = diff[k]!;
+    if (last && p === last.offset + last.length) {
+      last.length++;
+      continue;
     }
+    last = undefined;
+    if (violations.length >= 12) continue;
+    const old = base instanceof Uint8Array ? base[p]! : baseBytes(base, p, 1)[0]!;
+    const v: Violation = {
+      offset: p,
+      length: 1,
+      expected: expected[p]!,
+      actual: actual[p]!,
+      found: actual[p] === old ? 'old' : actual[p] === 0 ? 'zero' : 'other',
+      kind: 'garbage',
+    };
+    // The last required write over p is the one whose data should be there.
+    let owner: (typeof required)[number] | undefined;
+    for (const r of required) if (r.w.off <= p && p < r.w.off + r.w.len) owner = r;
+    if (owner) {
+      v.seq = owner.w.seq;
+      v.write = { off: owner.w.off, len: owner.w.len };
+      const synced = sets.find((x) => x.seed === owner.seed)!.journal.synced;
+      v.kind = owner.w.seq <= synced ? 'lost-synced' : 'lost-completed';
+    }
+    violations.push(v);
+    last = v;
   }
   return {
     bytesCompared: size - ignored,
@@ -567,8 +587,15 @@ function lowerBound(xs: number[], v: number): number {
 /** Describe a check's violations in a few lines (for assertion messages). */
 export function describeViolations(r: CheckResult): string {
   return (
-    `${r.violationCount} byte(s) wrong; first ones:\n` +
-    r.violations.map((v) => `  at ${v.offset} (0x${v.offset.toString(16)}): ${v.kind}${v.seq ? ` (write ${v.seq})` : ''}, expected 0x${v.expected.toString(16)}, found 0x${v.actual.toString(16)}`).join('\n')
+    `${r.violationCount} byte(s) wrong; first runs:\n` +
+    r.violations
+      .map(
+        (v) =>
+          `  ${v.length} byte(s) at ${v.offset} (0x${v.offset.toString(16)}): ${v.kind}` +
+          (v.write ? ` (write ${v.seq}: ${v.write.len} bytes at ${v.write.off})` : '') +
+          `, first expected 0x${v.expected.toString(16)}, found 0x${v.actual.toString(16)} (${v.found === 'old' ? 'the content from before' : v.found === 'zero' ? 'zero' : 'neither old nor new'})`,
+      )
+      .join('\n')
   );
 }
 

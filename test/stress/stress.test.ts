@@ -80,6 +80,7 @@ async function fioLoop(file: string, off: number, len: number, deadline: number)
       '--randrepeat=0',
       `--randseed=${SEED + res.runs}`,
       '--fsync=16',
+      '--verify_state_save=0',
     ];
     const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const c = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] });
