@@ -34,7 +34,9 @@ const SEED = Number(process.env.CRASH_SEED ?? 1);
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 20);
 const ONLY = process.env.CRASH_ONLY !== undefined ? Number(process.env.CRASH_ONLY) : undefined;
 
-type Mode = 'qcow2' | 'raw';
+/** qcow2: an overlay made by `anydisk create`, mounted --writethrough; cache: `--cache FILE` over
+ * a read-only raw base (the overlay layer makes FILE); raw: a raw image written through. */
+type Mode = 'qcow2' | 'cache' | 'raw';
 
 interface Round {
   index: number;
@@ -43,6 +45,8 @@ interface Round {
   size: number;
   seed: number;
   killAfterMs: number;
+  /** For the second crash of a `twice` round. */
+  killAgainAfterMs: number;
   fsyncEvery: number;
   loaders: number;
   /** Crash, then mount the crashed image again, load and crash once more. */
@@ -56,10 +60,11 @@ function schedule(): Round[] {
   const qcow2 = hasQcow2Create();
   const rounds: Round[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    // With the qcow2 writer: 3 of 5 rounds qcow2 -> raw view, 1 qcow2 -> VDI view, 1 raw
-    // write-through (alternating views). Without it every round is raw write-through.
+    // With the qcow2 writer, of every 5 rounds: 2 qcow2 -> raw view, 1 qcow2 -> VDI view, 1
+    // --cache FILE, 1 raw write-through (views alternate for the last two). Without it every
+    // round is raw write-through.
     const slot = i % 5;
-    const mode: Mode = qcow2 && slot !== 4 ? 'qcow2' : 'raw';
+    const mode: Mode = !qcow2 || slot === 4 ? 'raw' : slot === 2 ? 'cache' : 'qcow2';
     const view = mode === 'qcow2' ? (slot === 3 ? 'vdi' : 'raw') : i % 2 ? 'vdi' : 'raw';
     rounds.push({
       index: i,
@@ -70,9 +75,10 @@ function schedule(): Round[] {
       seed: SEED * 1000 + i,
       // now and then right at the start (first allocations in flight), else anywhere in 2 s
       killAfterMs: i % 7 === 0 ? rng.int(0, 60) : rng.int(60, 2000),
+      killAgainAfterMs: rng.int(60, 2000),
       fsyncEvery: rng.int(1, 8),
       loaders: i % 4 === 2 ? 3 : 2,
-      twice: mode === 'qcow2' && i % 5 === 1,
+      twice: (mode === 'qcow2' && slot === 1) || (mode === 'cache' && i % 10 === 7),
       readViaMount: i % 4 === 0,
     });
   }
@@ -139,9 +145,14 @@ function regions(size: number, n: number): Array<[number, number]> {
  * Returns the journals (with their seeds) for checking.
  */
 async function crashOnce(r: Round, dir: string, image: string, pass: number, base: number | 'file'): Promise<Array<{ seed: number; path: string }>> {
-  const args = r.mode === 'qcow2' ? [image, '--writethrough'] : ['--in', 'raw', image, '--writethrough', '--inopts', 'rawwritable=true'];
+  const args =
+    r.mode === 'qcow2'
+      ? [image, '--writethrough']
+      : r.mode === 'cache'
+        ? ['--in', 'raw', join(dir, 'base.raw'), '--cache', image]
+        : ['--in', 'raw', image, '--writethrough', '--inopts', 'rawwritable=true'];
   let t0 = Date.now();
-  const m = mountWritable(dir, args, 'disk', r.view);
+  const m = mountWritable(dir, args, r.mode === 'cache' ? 'base' : 'disk', r.view);
   t0 = phase('mount', t0);
   const loads: RunningLoad[] = [];
   const journals: Array<{ seed: number; path: string }> = [];
@@ -169,7 +180,7 @@ async function crashOnce(r: Round, dir: string, image: string, pass: number, bas
     await Promise.all(loads.map((l) => l.started));
     t0 = phase('start loaders', t0);
     const t = Date.now();
-    await sleep(r.killAfterMs);
+    await sleep(pass === 1 ? r.killAfterMs : r.killAgainAfterMs);
     process.kill(m.pid, 'SIGKILL');
     stats.killTimes.push(Date.now() - t);
     stats.crashes++;
@@ -211,7 +222,7 @@ function judge(r: Round, dir: string, image: string, base: number | Uint8Array, 
   let t0 = Date.now();
   const { actual, check: res, leaks } = judgeImage({
     image,
-    mode: r.mode,
+    mode: r.mode === 'raw' ? 'raw' : 'qcow2',
     size: r.size,
     base,
     journals,
@@ -228,7 +239,8 @@ function judge(r: Round, dir: string, image: string, base: number | Uint8Array, 
   stats.optionalBytesSeen += res.optionalBytesSeen;
   if (r.readViaMount) {
     // The crashed image read by anydisk itself must say the same as qemu-img.
-    const ro = mountWritable(dir, r.mode === 'qcow2' ? [image] : ['--in', 'raw', image], 'disk', 'raw');
+    // (the overlay of --cache is a plain qcow2 over base.raw: mounted on its own here)
+    const ro = mountWritable(dir, r.mode === 'raw' ? ['--in', 'raw', image] : [image], r.mode === 'cache' ? 'ov' : 'disk', 'raw');
     try {
       const viaMount = new Uint8Array(readFileSync(ro.file));
       assert.equal(viaMount.length, Math.ceil(r.size / 512) * 512);
@@ -250,7 +262,7 @@ test(`crash consistency: ${ROUNDS} rounds of kill -9 of a writable mount under l
     const bases = new Map<number, string>();
     for (const r of rounds) {
       if (ONLY !== undefined && r.index !== ONLY) continue;
-      await t.test(`round ${r.index}: ${r.mode} --out ${r.view}, ${r.size} bytes, ${r.loaders} loaders, fsync every ${r.fsyncEvery}, kill after ${r.killAfterMs} ms${r.twice ? ', twice' : ''}`, async () => {
+      await t.test(`round ${r.index}: ${r.mode} --out ${r.view}, ${r.size} bytes, ${r.loaders} loaders, fsync every ${r.fsyncEvery}, kill after ${r.killAfterMs} ms${r.twice ? ` and again after ${r.killAgainAfterMs} ms` : ''}`, async () => {
         const dir = join(top, `r${r.index}`);
         mkdirSync(dir);
         let base = bases.get(r.size);
@@ -268,6 +280,11 @@ test(`crash consistency: ${ROUNDS} rounds of kill -9 of a writable mount under l
           baseHash = sha256File(join(dir, 'base.raw'));
           const c = anydisk(['create', '-f', 'qcow2', '-b', 'base.raw', '-F', 'raw', image], { cwd: dir });
           assert.equal(c.status, 0, `anydisk create: ${c.stderr}`);
+        } else if (r.mode === 'cache') {
+          // The first mount makes the overlay; the second (twice) continues it.
+          image = join(dir, 'ov.qcow2');
+          copyFileSync(base, join(dir, 'base.raw'));
+          baseHash = sha256File(join(dir, 'base.raw'));
         } else {
           image = join(dir, 'disk.img');
           copyFileSync(base, image);
