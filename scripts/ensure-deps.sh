@@ -11,6 +11,7 @@ NEEDS=(
   "fusermount:fuse3"
   "qemu-img:qemu-utils"
 )
+LEAN=()
 if [ "${1:-}" = "--test" ]; then
   NEEDS+=(
     "ewfacquire:ewf-tools"
@@ -22,6 +23,17 @@ if [ "${1:-}" = "--test" ]; then
     "fio:fio"
     "sfdisk:fdisk"
     "/usr/lib/x86_64-linux-gnu/qemu/block-curl.so:qemu-block-extra"
+  )
+  # the end-to-end boot test (test/e2e): an emulator, and what test/harness/bootable.ts builds its
+  # bootable disk with (the kernel itself is fetched with apt-get download, never installed)
+  LEAN=(
+    "qemu-system-x86_64:qemu-system-x86"
+    "/usr/share/doc/busybox-static:busybox-static"
+    "syslinux:syslinux"
+    "/usr/lib/syslinux/mbr/mbr.bin:syslinux-common"
+    "mcopy:mtools"
+    "mkfs.vfat:dosfstools"
+    "debugfs:e2fsprogs"
   )
 fi
 
@@ -35,12 +47,28 @@ for pair in "${NEEDS[@]}"; do
     command -v "$what" >/dev/null 2>&1 || [ -x "/usr/sbin/$what" ] || missing+=("$pkg")
   fi
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "anydisk: installing system packages: ${missing[*]}"
+# installed without their recommendations (qemu-system-x86 would pull a whole desktop stack)
+lean_missing=()
+for pair in "${LEAN[@]}"; do
+  what=${pair%%:*}
+  pkg=${pair##*:}
+  if [[ $what == /* ]]; then
+    [ -e "$what" ] || lean_missing+=("$pkg")
+  else
+    command -v "$what" >/dev/null 2>&1 || [ -x "/usr/sbin/$what" ] || [ -x "/sbin/$what" ] || lean_missing+=("$pkg")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#lean_missing[@]} -gt 0 ]; then
+  echo "anydisk: installing system packages: ${missing[*]-} ${lean_missing[*]-}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ${#lean_missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${lean_missing[@]}" >/dev/null
+  fi
 fi
 
 # npm ci when node_modules is missing or was installed from another lock file (content hash, not

@@ -68,7 +68,7 @@ export async function openInput(spec: InputSpec): Promise<OpenedInput> {
       disk = await openOverlay(spec.write.file, disk, {
         fresh: spec.write.fresh,
         identity,
-        backing: images.length === 1 ? { name: images[0]!.filename, format: images[0]!.format } : undefined,
+        backing: images.length === 1 ? qemuBacking(images[0]!) : undefined,
       });
       describe = `writes kept in ${spec.write.file}`;
     }
@@ -79,6 +79,16 @@ export async function openInput(spec: InputSpec): Promise<OpenedInput> {
     await closeAll();
     throw err;
   }
+}
+
+// qemu's names for the formats it reads. An overlay records its input as backing file only when
+// qemu can open it, so qemu-img check/info/convert keep working on overlays over E01 or AFF (the
+// binding file still ties those overlays to their input).
+const QEMU_FORMATS: Record<string, string> = { raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vdi: 'vdi', vhd: 'vpc', vhdx: 'vhdx', dmg: 'dmg' };
+
+function qemuBacking(image: FormatImage): { name: string; format: string } | undefined {
+  const format = QEMU_FORMATS[image.format];
+  return format ? { name: image.filename, format } : undefined;
 }
 
 function combine(images: Disk[], morph: Morph, opts: Record<string, string>): Disk {

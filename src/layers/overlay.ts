@@ -10,6 +10,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Disk } from '../core/disk.js';
 import { CorruptImageError, PolicyError } from '../core/errors.js';
 import { createOverlay, openQcow2File } from '../formats/qcow2/index.js';
+import { OffsetLayer } from './offset.js';
 
 export interface OverlayOptions {
   /** Start the overlay afresh (xmount's --owcache). */
@@ -72,9 +73,11 @@ export async function openOverlay(file: string, base: Disk, opts: OverlayOptions
     }
   }
   const img = await openQcow2File(file, { writable: true, backing: base });
-  if (img.size !== base.size) {
+  // qcow2 sizes are whole sectors: an input of another size gets an overlay a little larger,
+  // shown at the input's exact size.
+  if (img.size !== base.size && img.size !== Math.ceil(base.size / 512) * 512) {
     await img.close();
     throw new PolicyError(`overlay size ${img.size} differs from the input's ${base.size}`, { file });
   }
-  return img;
+  return img.size === base.size ? img : new OffsetLayer(img, 0, base.size);
 }

@@ -166,3 +166,28 @@ test('writes through a partition land at the partition offset and nowhere else',
     cleanup();
   }
 });
+
+test('writes through a partition land at the partition offset of the qcow2 overlay and nowhere else', () => {
+  const { dir, cleanup } = tempDir('part-overlay');
+  try {
+    const { disk, parts } = makePartitioned(dir, 'gpt');
+    const before = readFileSync(disk);
+    const p = parts[2]!;
+    const cache = join(dir, 'changes.qcow2');
+    const marker = Buffer.from('partition write into the overlay');
+    const m = mount(dir, ['--cache', cache, '--partition', '3', disk, '--out', 'raw']);
+    try {
+      run('sh', ['-c', `printf '%s' '${marker.toString()}' | dd of=${join(m.mnt, 'gpt.dd')} bs=1 seek=4097 conv=notrunc status=none && sync`]);
+    } finally {
+      m.umount();
+    }
+    assert.ok(readFileSync(disk).equals(before), 'the input is unchanged');
+    const out = join(dir, 'out.raw');
+    run('qemu-img', ['convert', '-O', 'raw', cache, out]);
+    const expected = Buffer.from(before);
+    marker.copy(expected, p.start + 4097);
+    assert.ok(readFileSync(out).equals(expected), 'the overlay differs from the input only at partition start + 4097');
+  } finally {
+    cleanup();
+  }
+});

@@ -2,7 +2,7 @@
 // qemu-img: writes land in the qcow2 overlay, `qemu-img check` is clean, the archive is unchanged.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startNginx } from '../harness/nginx.js';
@@ -125,6 +125,44 @@ test('--cache FILE: writes persist across remount, the input stays byte-identica
     } finally {
       m.umount();
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('--cache FILE over a multi-segment E01: writes persist across remount, the segments stay byte-identical', () => {
+  const { dir, cleanup } = tempDir('cache-e01');
+  try {
+    const src = join(dir, 'src.raw');
+    writeFileSync(src, patternBytes(6 * MiB, 21));
+    run('ewfacquire', ['-u', '-q', '-t', join(dir, 'evidence'), '-f', 'encase6', '-c', 'deflate:fast', '-S', '1MiB', '-d', 'sha1', src]);
+    const segments = readdirSync(dir).filter((n) => /^evidence\.E\d\d$/.test(n)).sort();
+    assert.ok(segments.length >= 3, `segments: ${segments.join(', ')}`);
+    const sums = segments.map((s) => sha256File(join(dir, s)));
+    const cache = join(dir, 'evidence.cow');
+    const marker = Buffer.from('evidence overlay write');
+    let m = mount(dir, ['--cache', cache, '--out', 'vdi', join(dir, 'evidence.E01')]);
+    try {
+      const vdi = join(m.mnt, 'evidence.vdi');
+      const fd = openSync(vdi, 'r+');
+      writeSync(fd, marker, 0, marker.length, vdiDataOffset(vdi) + 5 * MiB + 3);
+      fsyncSync(fd);
+      closeSync(fd);
+    } finally {
+      m.umount();
+    }
+    m = mount(dir, ['--cache', cache, '--out', 'raw', join(dir, 'evidence.E01')]);
+    try {
+      const got = readFileSync(join(m.mnt, 'evidence.dd'));
+      assert.equal(got.subarray(5 * MiB + 3, 5 * MiB + 3 + marker.length).toString(), marker.toString());
+      const expected = Buffer.from(patternBytes(6 * MiB, 21));
+      marker.copy(expected, 5 * MiB + 3);
+      assert.ok(got.subarray(0, expected.length).equals(expected), 'everything else reads as the evidence');
+    } finally {
+      m.umount();
+    }
+    assert.deepEqual(segments.map((s) => sha256File(join(dir, s))), sums, 'the E01 segments are byte-identical');
+    assert.match(run('qemu-img', ['check', cache]), /No errors were found/);
   } finally {
     cleanup();
   }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { AnydiskError, CorruptImageError, UnsupportedFeatureError } from '../../core/errors.js';
 import { openImage } from '../registry.js';
 import { patternBytes, qemuImg, qemuIo, run, tempDir } from '../../../test/harness/tools.js';
-import { readAll } from './test-util.js';
+import { buildQcow1, readAll } from './test-util.js';
 
 /** A small image with plain, zero and compressed clusters: 64 KiB clusters, 1 MiB. */
 function makeSample(dir: string): Buffer {
@@ -201,6 +201,31 @@ test('qcow2 corrupt: writing a damaged image fails cleanly or works, never crash
         } finally {
           await img.close();
         }
+      } catch (err) {
+        assert.ok(err instanceof AnydiskError, `iteration ${i}: ${(err as Error).stack}`);
+      }
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('qcow2 corrupt: damaged qcow version 1 images fail cleanly', async () => {
+  const { dir, cleanup } = tempDir('q1fuzz');
+  try {
+    const good = Buffer.from(buildQcow1(patternBytes(512 * 1024, 3).map((x, i) => (i % 4096 < 3000 ? 66 : x))));
+    const p = join(dir, 'v1.qcow');
+    let x = 99;
+    const rnd = (n: number) => {
+      x = (x * 1103515245 + 12345) & 0x7fffffff;
+      return x % n;
+    };
+    for (let i = 0; i < 80; i++) {
+      const b = Buffer.from(good);
+      for (let k = 0; k < 1 + rnd(6); k++) b[rnd(k === 0 ? 64 : 8192)] = rnd(256);
+      writeFileSync(p, i % 10 === 9 ? b.subarray(0, rnd(b.length)) : b);
+      try {
+        await openAndReadAll(p);
       } catch (err) {
         assert.ok(err instanceof AnydiskError, `iteration ${i}: ${(err as Error).stack}`);
       }

@@ -48,7 +48,10 @@ async function corruptionsOf(bytes: Uint8Array): Promise<string[]> {
   }
 }
 
-async function simulate(initial: Uint8Array, work: (img: Qcow2Image) => Promise<void>): Promise<{ states: number; compressed: number }> {
+async function simulate(
+  initial: Uint8Array,
+  work: (img: Qcow2Image) => Promise<void>,
+): Promise<{ states: number; compressed: number; tableOffset: number }> {
   const src = new RecordingSource(initial.slice(), 'recorded.qcow2', true);
   const img = await Qcow2Image.open(contextFor(src, true));
   await work(img);
@@ -75,7 +78,7 @@ async function simulate(initial: Uint8Array, work: (img: Qcow2Image) => Promise<
     assert.deepEqual(bad2, [], `crash after write ${k} (only synced writes and write ${k} kept)`);
     states += 2;
   }
-  return { states, compressed: finalCheck.compressedClusters };
+  return { states, compressed: finalCheck.compressedClusters, tableOffset: Number(Buffer.from(finalBytes).readBigUInt64BE(48)) };
 }
 
 test('qcow2 power loss: every prefix and every reordered unsynced write leaves no corruption', async () => {
@@ -83,8 +86,8 @@ test('qcow2 power loss: every prefix and every reordered unsynced write leaves n
   try {
     // 512-byte clusters and 64-bit refcounts: new refcount blocks and a refcount table move early.
     const p = join(dir, 'pl.qcow2');
-    await createQcow2(p, { size: 1 << 20, clusterSize: 512, refcountBits: 64 });
-    const { states } = await simulate(new Uint8Array(readFileSync(p)), async (img) => {
+    await createQcow2(p, { size: 3 << 20, clusterSize: 512, refcountBits: 64 });
+    const { states, tableOffset } = await simulate(new Uint8Array(readFileSync(p)), async (img) => {
       const jobs: Promise<void>[] = [];
       for (let i = 0; i < 40; i++) jobs.push(img.write(patternBytes(700, i + 1), i * 9000 + (i % 5)));
       await Promise.all(jobs);
@@ -94,8 +97,11 @@ test('qcow2 power loss: every prefix and every reordered unsynced write leaves n
       for (let i = 0; i < 10; i++) await img.write(patternBytes(3000, 100 + i), 200_000 + i * 2000);
       await img.flush();
       await img.write(patternBytes(600_000, 7), 300_000);
+      // Past 2 MiB of file: the one-cluster refcount table (64 blocks of 64 entries) must move.
+      for (let i = 0; i < 4; i++) await img.write(patternBytes(420_000, 50 + i), 1_000_000 + i * 450_000);
     });
     assert.ok(states > 50, `only ${states} crash states`);
+    assert.notEqual(tableOffset, 512, 'the refcount table moved');
   } finally {
     cleanup();
   }

@@ -6,7 +6,7 @@ import type { Disk } from '../../core/disk.js';
 import { openImage } from '../registry.js';
 import { patternBytes, qemuImg, qemuIo, run, sha256File, tempDir } from '../../../test/harness/tools.js';
 import { createQcow2, type CreateQcow2Options } from './create.js';
-import { assertQemuCheckClean, assertQemuCompare, assertSameBytes, qemuRaw, readAll } from './test-util.js';
+import { assertQemuCheckClean, assertQemuCompare, assertSameBytes, qemuInfo, qemuRaw, readAll } from './test-util.js';
 
 const KiB = 1024;
 const MiB = 1 << 20;
@@ -111,6 +111,13 @@ for (const [name, opts, cs] of VARIANTS) {
       const p = join(dir, 'w.qcow2');
       await createQcow2(p, opts);
       assertQemuCheckClean(p);
+      const info = qemuInfo(p);
+      assert.equal(info['virtual-size'], Math.ceil(opts.size / 512) * 512);
+      assert.equal(info['cluster-size'], cs);
+      const fs = (info['format-specific'] as { data: Record<string, unknown> }).data;
+      assert.equal(fs.compat, opts.compat ?? '1.1');
+      if (opts.extendedL2) assert.equal(fs['extended-l2'], true);
+      if (opts.refcountBits) assert.equal(fs['refcount-bits'], opts.refcountBits);
       await writeAndJudge(dir, p, Math.ceil(opts.size / 512) * 512, cs, opts.compat !== '0.10');
     } finally {
       cleanup();

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { deflateRawSync } from 'node:zlib';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import type { Disk, Extent } from '../../core/disk.js';
 import { FileSource } from '../../sources/file.js';
@@ -162,4 +163,35 @@ export function assertQemuCompare(dir: string, image: string, expected: Uint8Arr
   writeFileSync(raw, expected);
   const r = spawnSync('qemu-img', ['compare', '-f', fmt, '-F', 'raw', image, raw], { cwd: dir });
   assert.equal(r.status, 0, `qemu-img compare: ${r.stdout}${r.stderr}`);
+}
+
+/** A hand-made qcow version 1 image (qemu-img 7.2 cannot write compressed ones): 4 KiB clusters,
+ * one 512-entry L2 table; every third cluster compressed, every third plain, the rest unallocated. */
+export function buildQcow1(content: Uint8Array): Uint8Array {
+  const cs = 4096;
+  const out = Buffer.alloc(8192 + content.length * 2);
+  out.writeUInt32BE(0x514649fb, 0);
+  out.writeUInt32BE(1, 4);
+  out.writeBigUInt64BE(BigInt(content.length), 24);
+  out[32] = 12;
+  out[33] = 9;
+  out.writeBigUInt64BE(512n, 40); // L1
+  out.writeBigUInt64BE(4096n, 512); // L2 table
+  let end = 8192;
+  for (let k = 0; k < content.length / cs; k++) {
+    const data = content.subarray(k * cs, (k + 1) * cs);
+    if (k % 3 === 0) {
+      const z = deflateRawSync(data, { windowBits: 12 });
+      assert.ok(z.length < cs);
+      z.copy(out, end);
+      out.writeBigUInt64BE((1n << 63n) | (BigInt(z.length) << 51n) | BigInt(end), 4096 + k * 8);
+      end += Math.ceil(z.length / 512) * 512;
+    } else if (k % 3 === 1) {
+      end = Math.ceil(end / cs) * cs;
+      Buffer.from(data).copy(out, end);
+      out.writeBigUInt64BE(BigInt(end), 4096 + k * 8);
+      end += cs;
+    }
+  }
+  return out.subarray(0, end);
 }

@@ -27,6 +27,8 @@ import { Refcounts } from './refcount.js';
 /** Flush metadata on its own when this many tables are dirty or this many clusters await freeing. */
 const AUTO_FLUSH_BYTES = 16 * 1024 * 1024;
 const AUTO_FLUSH_FREES = 4096;
+/** Dirty metadata is written at the latest this long after it changed. */
+const BACKGROUND_FLUSH_MS = 5000;
 const ALL = 0xffffffff;
 
 /** Host byte ranges whose clusters lose one reference once the pointer removal is durable. */
@@ -48,6 +50,7 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   private unsynced = false;
   private dataUnsynced = false;
   private closed = false;
+  private timer?: NodeJS.Timeout;
   /** Where the next compressed stream may go: a host cluster partly filled by earlier ones (internal). */
   compressedTail?: { cluster: number; used: number };
   private readonly v3: boolean;
@@ -372,6 +375,13 @@ export class Qcow2Writer implements Qcow2WriterHooks {
           ? { hi: 0, lo: 0, zeroBits: ALL, allocBits: 0 }
           : { hi: 0, lo: ZERO_LO, zeroBits: 0, allocBits: 0 };
     for (let a = first; a < end; ) {
+      // A range without an L2 table that already reads as wanted: skip it whole (fast for big
+      // discards of sparse disks).
+      const l1i = Math.floor(a / geo.l2Entries);
+      if (!l1Lookup(this.l1Ctx(), l1i).l2 && (to === 'unalloc' || !this.img.backing)) {
+        a = Math.min(end, (l1i + 1) * geo.l2Entries);
+        continue;
+      }
       const b = Math.min(end, (Math.floor(a / step) + 1) * step);
       const keys: number[] = [];
       for (let c = a; c < b; c++) keys.push(c);
@@ -464,6 +474,20 @@ export class Qcow2Writer implements Qcow2WriterHooks {
   async maybeAutoFlush(): Promise<void> {
     const tables = this.img.l2Cache.dirtyCount() + this.refs.blocks.dirtyCount();
     if (tables * this.cs >= AUTO_FLUSH_BYTES || tables >= 4096 || this.pendingFreeClusters >= AUTO_FLUSH_FREES) await this.flush();
+    else if (tables || this.pendingFreeClusters || this.l1DirtyTo >= 0) this.scheduleFlush();
+  }
+
+  /**
+   * Metadata left dirty is written a few seconds later even if nobody calls flush(), so a user
+   * who never syncs loses at most that much after a crash (the timer does not keep Node alive).
+   */
+  private scheduleFlush(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.closed) this.flush().catch(() => undefined); // retried by the next flush, which reports errors
+    }, BACKGROUND_FLUSH_MS);
+    this.timer.unref();
   }
 
   async sync(): Promise<void> {
@@ -550,6 +574,8 @@ export class Qcow2Writer implements Qcow2WriterHooks {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     await this.flush();
     this.closed = true;
   }

@@ -3,10 +3,9 @@
 // xmount and sshfs); -f stays attached. xmount's spellings are accepted: --in/--out/--inopts/
 // --cache/--owcache/--offset/--sizelimit/-o. `umount` is in umount.ts.
 
-import { fork, spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { tmpdir } from 'node:os';
 import type { Command } from '@commander-js/extra-typings';
 import { baseNameOf } from '../../formats/registry.js';
 import { openInput, type InputSpec, type WriteMode } from '../input.js';
@@ -16,6 +15,7 @@ import { ViewState } from '../fuse/view-state.js';
 import { infoText, textFile } from '../../views/memory-file.js';
 import { removeRecord, writeRecord } from '../fuse/state.js';
 import { formatInfoText } from './info.js';
+import { redirectOutput, runBackgroundMount } from './launch.js';
 import { collect, parseKeyValues, parseSize, reportError, UsageError } from './common.js';
 
 export interface MountArgs {
@@ -103,41 +103,6 @@ function statMountpoint(mp: string): void {
   if (spawnSync('mountpoint', ['-q', mp]).status === 0) throw new UsageError(`${mp} is already a mount point`);
 }
 
-/** Start a detached copy of this command in the foreground mode and wait until it is mounted. */
-async function serveBackground(argv: string[], mountpoint: string): Promise<number> {
-  const logDir = join(process.env.XDG_RUNTIME_DIR || join(tmpdir(), `anydisk-${process.getuid?.() ?? 0}`), 'anydisk-mounts');
-  mkdirSync(logDir, { recursive: true, mode: 0o700 });
-  const logFile = join(logDir, `${resolve(mountpoint).replace(/[^A-Za-z0-9]+/g, '_')}.log`);
-  const log = openSync(logFile, 'a');
-  const child = fork(process.argv[1]!, [...argv, '--foreground', '--daemon-child'], {
-    detached: true,
-    stdio: ['ignore', log, log, 'ipc'],
-  });
-  closeSync(log);
-  return new Promise<number>((resolveP) => {
-    let settled = false;
-    const done = (code: number) => {
-      if (settled) return;
-      settled = true;
-      child.removeAllListeners();
-      if (child.connected) child.disconnect();
-      child.unref();
-      resolveP(code);
-    };
-    child.on('message', (m: { type: string; message?: string; code?: number }) => {
-      if (m.type === 'ready') done(0);
-      else if (m.type === 'error') {
-        console.error(m.message);
-        done(m.code ?? 1);
-      }
-    });
-    child.on('exit', (code) => {
-      if (!settled) console.error(`anydisk: mount daemon exited (${code}) before the mount was ready; see ${logFile}`);
-      done(code || 1);
-    });
-  });
-}
-
 export function register(program: Command): void {
   program
     .command('mount')
@@ -158,6 +123,7 @@ export function register(program: Command): void {
     .option('--allow-other', 'let other users use the mount')
     .option('-f, --foreground', 'stay attached; unmount on SIGINT/SIGTERM')
     .option('--daemon-child', 'internal: run as the background daemon')
+    .option('--log-file <file>', 'internal: where the daemon writes once detached')
     .action(async (args, opts) => {
       if (args.length < 2) throw new UsageError('mount needs at least one IMAGE and a MOUNTPOINT');
       const mountpoint = args[args.length - 1]!;
@@ -183,6 +149,7 @@ export function register(program: Command): void {
             await serveForeground(a, () => {
               process.send!({ type: 'ready' });
               process.disconnect();
+              if (opts.logFile) redirectOutput(opts.logFile);
             });
           } catch (err) {
             const code = reportError(err);
@@ -194,9 +161,8 @@ export function register(program: Command): void {
         await serveForeground(a, () => console.error(`anydisk: mounted on ${mountpoint}`));
         return;
       }
-      const argv = process.argv.slice(2).filter((x) => x !== '-f' && x !== '--foreground');
       statMountpoint(mountpoint);
-      process.exitCode = await serveBackground(argv, mountpoint);
+      process.exitCode = await runBackgroundMount(process.argv[1]!, process.argv.slice(2));
     });
 }
 
