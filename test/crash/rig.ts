@@ -2,7 +2,8 @@
 // mounts whose daemon can be found and killed, load processes, reading an image back.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { anydisk, ROOT, run, tryRun } from '../harness/tools.js';
 import { isMounted } from '../harness/mount.js';
@@ -88,6 +89,22 @@ export function inMountTable(mnt: string): boolean {
     .some((l) => l.split(' ')[1]?.replace(/\\040/g, ' ') === target);
 }
 
+/**
+ * The mount daemon's log (frontends/cli/mount.ts keeps one per mount point): echoed to stderr
+ * when it holds anything (an error the daemon logged), then removed so test runs leave no litter.
+ */
+export function dropDaemonLog(mnt: string): void {
+  const dir = join(process.env.XDG_RUNTIME_DIR || join(tmpdir(), `anydisk-${process.getuid?.() ?? 0}`), 'anydisk-mounts');
+  const log = join(dir, `${resolve(mnt).replace(/[^A-Za-z0-9]+/g, '_')}.log`);
+  try {
+    const text = readFileSync(log, 'utf8').trim();
+    if (text) process.stderr.write(`daemon log of ${mnt}:\n${text}\n`);
+  } catch {
+    return;
+  }
+  rmSync(log, { force: true });
+}
+
 /** After the daemon died: lazily unmount what is left, drop the stale state record. */
 export async function cleanStaleMount(mnt: string): Promise<void> {
   const end = Date.now() + 10_000;
@@ -97,6 +114,7 @@ export async function cleanStaleMount(mnt: string): Promise<void> {
     if (inMountTable(mnt)) await sleep(50);
   }
   removeRecord(mnt);
+  dropDaemonLog(mnt);
   if (inMountTable(mnt)) throw new Error(`${mnt} is still mounted after fusermount -uz`);
 }
 
@@ -104,6 +122,7 @@ export async function cleanStaleMount(mnt: string): Promise<void> {
 export function umountClean(mnt: string): void {
   const u = anydisk(['umount', mnt], { timeout: 120_000 });
   if (u.status !== 0 && isMounted(mnt)) throw new Error(`umount ${mnt} failed: ${u.stderr}`);
+  dropDaemonLog(mnt);
 }
 
 export interface RunningLoad {

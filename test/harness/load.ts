@@ -427,9 +427,11 @@ export interface JournalSet {
 }
 
 export interface Violation {
-  /** First byte of a run of consecutive wrong bytes, and the run's length. */
+  /** First byte of a run of wrong bytes (gaps of up to 64 right bytes inside: new data equals
+   * old data by chance one byte in 256), the run's span, and how many of its bytes are wrong. */
   offset: number;
   length: number;
+  wrong: number;
   expected: number;
   actual: number;
   /** What the first wrong byte holds instead: the content from before the load, zero, or else. */
@@ -519,8 +521,9 @@ export function checkDisk(
     if (explained[k]) continue;
     violationCount++;
     const p = diff[k]!;
-    if (last && p === last.offset + last.length) {
-      last.length++;
+    if (last && p - (last.offset + last.length) < 64) {
+      last.length = p - last.offset + 1;
+      last.wrong++;
       continue;
     }
     last = undefined;
@@ -529,6 +532,7 @@ export function checkDisk(
     const v: Violation = {
       offset: p,
       length: 1,
+      wrong: 1,
       expected: expected[p]!,
       actual: actual[p]!,
       found: actual[p] === old ? 'old' : actual[p] === 0 ? 'zero' : 'other',
@@ -591,7 +595,7 @@ export function describeViolations(r: CheckResult): string {
     r.violations
       .map(
         (v) =>
-          `  ${v.length} byte(s) at ${v.offset} (0x${v.offset.toString(16)}): ${v.kind}` +
+          `  ${v.wrong} of ${v.length} byte(s) at ${v.offset} (0x${v.offset.toString(16)}): ${v.kind}` +
           (v.write ? ` (write ${v.seq}: ${v.write.len} bytes at ${v.write.off})` : '') +
           `, first expected 0x${v.expected.toString(16)}, found 0x${v.actual.toString(16)} (${v.found === 'old' ? 'the content from before' : v.found === 'zero' ? 'zero' : 'neither old nor new'})`,
       )
