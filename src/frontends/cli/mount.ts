@@ -4,7 +4,7 @@
 // --cache/--owcache/--offset/--sizelimit/-o. `umount` is in umount.ts.
 
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from '@commander-js/extra-typings';
 import { baseNameOf } from '../../formats/registry.js';
@@ -26,7 +26,16 @@ export interface MountArgs {
   allowOther: boolean;
 }
 
-async function serveForeground(a: MountArgs, onReady: () => void): Promise<void> {
+/** A clean exit leaves no empty daemon log behind. */
+function removeIfEmpty(file: string): void {
+  try {
+    if (statSync(file).size === 0) unlinkSync(file);
+  } catch {
+    // already gone
+  }
+}
+
+async function serveForeground(a: MountArgs, onReady: () => void, logFile?: string): Promise<void> {
   const view = findView(a.outFormat);
   if (!view) throw new UsageError(`unknown output format '${a.outFormat}' (one of: ${VIEWS.map((v) => v.name).join(', ')})`);
   statMountpoint(a.mountpoint);
@@ -83,6 +92,7 @@ async function serveForeground(a: MountArgs, onReady: () => void): Promise<void>
       code = reportError(err);
     }
     removeRecord(a.mountpoint);
+    if (logFile) removeIfEmpty(logFile);
     clearInterval(keepAlive);
     process.exit(code);
   };
@@ -150,7 +160,7 @@ export function register(program: Command): void {
               process.send!({ type: 'ready' });
               process.disconnect();
               if (opts.logFile) redirectOutput(opts.logFile);
-            });
+            }, opts.logFile);
           } catch (err) {
             const code = reportError(err);
             const message = lastErrorLine(err);

@@ -2,6 +2,7 @@
 // until it has. A mount without a live daemon (crashed, or not ours) is lazily unmounted.
 
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from '@commander-js/extra-typings';
 import { IoError } from '../../core/errors.js';
@@ -16,9 +17,15 @@ async function waitExit(pid: number, ms: number): Promise<boolean> {
   return !isAlive(pid);
 }
 
+/** From the kernel's mount table: `mountpoint` cannot stat a dead FUSE mount and says no. */
 function isMounted(mp: string): boolean {
-  const r = spawnSync('mountpoint', ['-q', mp]);
-  return r.status === 0;
+  try {
+    return readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[1]?.replace(/\\040/g, ' ') === mp);
+  } catch {
+    return spawnSync('mountpoint', ['-q', mp]).status === 0;
+  }
 }
 
 export async function unmount(mountpoint: string, timeoutMs = 60_000): Promise<void> {
