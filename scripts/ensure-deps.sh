@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # command-or-file:package pairs; the package is installed when the command/file is missing.
 NEEDS=(
   "/usr/include/fuse/fuse.h:libfuse-dev"
+  "/usr/include/fuse3/fuse_lowlevel.h:libfuse3-dev"
+  "cc:gcc"
   "pkg-config:pkg-config"
   "fusermount:fuse3"
   "qemu-img:qemu-utils"

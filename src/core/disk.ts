@@ -19,6 +19,14 @@ export interface Extent {
   depth?: number;
 }
 
+/**
+ * A piece of a disk whose bytes need no decoding: a range of an open file descriptor, or zeros.
+ * A frontend may serve such pieces itself (the native FUSE frontend reads them on its own threads).
+ */
+export type DirectPiece =
+  | { offset: number; length: number; kind: 'file'; fd: number; fileOffset: number }
+  | { offset: number; length: number; kind: 'zero' };
+
 export interface Disk {
   /** Size in bytes; never above Number.MAX_SAFE_INTEGER (checked at open). */
   readonly size: number;
@@ -37,6 +45,25 @@ export interface Disk {
   extents(offset: number, length: number): Promise<Extent[]>;
   /** Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional: the pieces of [offset, offset+length) that are plain file bytes or zeros, sorted and
+   * disjoint; gaps are ranges only read() can produce. Only disks whose content cannot change while
+   * open (read-only, no writable layer) answer with pieces. The descriptors stay valid until close().
+   * Cheap: implementations may answer [] for ranges too large to map from metadata already held.
+   */
+  directMap?(offset: number, length: number): Promise<DirectPiece[]>;
+}
+
+/** Append a piece, merging it with the previous one when they continue each other. */
+export function pushPiece(out: DirectPiece[], p: DirectPiece): void {
+  const last = out[out.length - 1];
+  if (last && last.offset + last.length === p.offset && last.kind === p.kind) {
+    if (p.kind === 'zero' || (last.kind === 'file' && last.fd === p.fd && last.fileOffset + last.length === p.fileOffset)) {
+      last.length += p.length;
+      return;
+    }
+  }
+  out.push({ ...p });
 }
 
 export function checkRange(disk: { size: number }, offset: number, length: number, what = 'disk'): void {

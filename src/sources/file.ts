@@ -90,6 +90,11 @@ export class FileSource implements ByteSource {
     return this.ident;
   }
 
+  fileRuns(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined {
+    if (this.writable || this.closed || offset < 0 || offset + length > this.size) return undefined;
+    return [{ fd: this.fh.fd, fileOffset: offset, length }];
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -18,6 +18,11 @@ export interface ByteSource {
   /** A string that changes when the object changes (size, mtime, inode, ETag...). */
   identity(): string;
   close(): Promise<void>;
+  /**
+   * Optional, for sources backed by local files opened read-only: where [offset, offset+length)
+   * lives, as (fd, file offset, length) runs in order. Undefined when the bytes are not in files.
+   */
+  fileRuns?(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined;
 }
 
 /** Read exactly dst.length bytes or throw a CorruptImageError naming the structure. */

@@ -48,6 +48,26 @@ export class SplitSource implements ByteSource {
     return lo;
   }
 
+  fileRuns(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined {
+    if (offset < 0 || offset + length > this.size) return undefined;
+    const out: Array<{ fd: number; fileOffset: number; length: number }> = [];
+    let done = 0;
+    let i = this.find(offset);
+    while (done < length && i < this.parts.length) {
+      const part = this.parts[i]!;
+      const inPart = offset + done - this.starts[i]!;
+      const n = Math.min(length - done, part.size - inPart);
+      if (n > 0) {
+        const runs = part.fileRuns?.(inPart, n);
+        if (!runs) return undefined;
+        out.push(...runs);
+        done += n;
+      }
+      i++;
+    }
+    return done === length ? out : undefined;
+  }
+
   async write(): Promise<void> {
     throw new ReadOnlyError('split sources are read-only', { file: this.name });
   }

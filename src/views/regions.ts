@@ -9,7 +9,7 @@
 
 import { checkRange, type Disk } from '../core/disk.js';
 import { OutOfRangeError, ReadOnlyError } from '../core/errors.js';
-import type { ViewFile } from './types.js';
+import type { DirectSegment, ViewFile } from './types.js';
 
 /** Fill dst with the bytes of a generated region starting at `offset` within the region. */
 export type RegionGenerator = (dst: Uint8Array, offset: number) => void;
@@ -47,6 +47,8 @@ export function layout(specs: RegionSpec[]): Region[] {
 export type FileFacts = Array<[string, string]>;
 
 const PAGE = 4096;
+/** Generated regions up to this size are handed to a frontend as fixed bytes. */
+const GEN_DIRECT_MAX = 4 << 20;
 
 export class RegionFile implements ViewFile {
   readonly size: number;
@@ -120,6 +122,38 @@ export class RegionFile implements ViewFile {
     });
     if (pending.length === 1) await pending[0];
     else if (pending.length > 1) await Promise.all(pending);
+  }
+
+  async directSegments(offset: number, length: number): Promise<DirectSegment[]> {
+    checkRange(this, offset, length, this.name);
+    if (!this.readOnly || length === 0) return [];
+    const out: DirectSegment[] = [];
+    const maps: Array<Promise<void>> = [];
+    this.each(offset, length, (r, inR, at, n) => {
+      const start = offset + at;
+      if (r.kind === 'bytes') out.push({ start, length: n, kind: 'bytes', data: r.data.subarray(inR, inR + n) });
+      else if (r.kind === 'zero') out.push({ start, length: n, kind: 'zero' });
+      else if (r.kind === 'gen') {
+        // generated metadata (a VDI block map) is small; a read-only view's never changes
+        if (n <= GEN_DIRECT_MAX) {
+          const data = new Uint8Array(n);
+          this.readGen(r, data, inR);
+          out.push({ start, length: n, kind: 'bytes', data });
+        }
+      } else if (this.disk.directMap) {
+        maps.push(
+          this.disk.directMap(r.diskOffset + inR, n).then((pieces) => {
+            for (const p of pieces) {
+              const s = start + (p.offset - (r.diskOffset + inR));
+              if (p.kind === 'zero') out.push({ start: s, length: p.length, kind: 'zero' });
+              else out.push({ start: s, length: p.length, kind: 'file', fd: p.fd, fileOffset: p.fileOffset });
+            }
+          }),
+        );
+      }
+    });
+    await Promise.all(maps);
+    return out.sort((a, b) => a.start - b.start);
   }
 
   async write(src: Uint8Array, offset: number): Promise<void> {

@@ -4,6 +4,12 @@
 
 import type { Disk } from '../core/disk.js';
 
+/** A part of a view file that a frontend may serve without calling read(). */
+export type DirectSegment =
+  | { start: number; length: number; kind: 'file'; fd: number; fileOffset: number }
+  | { start: number; length: number; kind: 'zero' }
+  | { start: number; length: number; kind: 'bytes'; data: Uint8Array };
+
 export interface ViewFile {
   /** File name inside the mount point. */
   readonly name: string;
@@ -25,6 +31,12 @@ export interface ViewFile {
    * writable image so a remount shows them again. Undefined: the whole file is metadata.
    */
   metadataRanges?(): Array<[number, number]>;
+  /**
+   * Optional: the parts of [offset, offset+length) whose bytes are plain file runs, zeros or fixed
+   * bytes, sorted and disjoint (gaps go through read()). Only files whose content cannot change
+   * while mounted answer with anything; the answer stays true until the file's disk is closed.
+   */
+  directSegments?(offset: number, length: number): Promise<DirectSegment[]>;
 }
 
 export interface ViewContext {

@@ -3,7 +3,7 @@
 // in this file or in an external data file, to compressed streams, to zeros, or to nothing (the
 // backing file shows through). Spec: qemu/qemu docs/interop/qcow2.rst @ 0a233da8.
 
-import { checkRange, readPadded, type Disk, type Extent } from '../../core/disk.js';
+import { checkRange, pushPiece, readPadded, type DirectPiece, type Disk, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 import { CorruptImageError, IoError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import type { ByteSource } from '../../sources/source.js';
@@ -43,6 +43,9 @@ export interface Qcow2WriterHooks {
   flush(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Largest range directMap() maps at once (a frontend asks window by window). */
+const DIRECT_MAP_MAX = 64 << 20;
 
 export class Qcow2Image implements FormatImage {
   readonly format = FORMAT;
@@ -166,6 +169,37 @@ export class Qcow2Image implements FormatImage {
   /** Attach the backing disk (a FormatImage from the registry, or any Disk for overlays). */
   setBacking(backing: Disk): void {
     this.backing = backing;
+  }
+
+  /**
+   * Plain pieces of a read-only image: data clusters as runs of the (data) file, zero and
+   * unallocated clusters as zeros or as the backing disk's own pieces. Compressed clusters are gaps.
+   * Ranges above DIRECT_MAP_MAX answer nothing (mapping them would walk too many L2 tables).
+   */
+  async directMap(offset: number, length: number): Promise<DirectPiece[]> {
+    checkRange(this, offset, length);
+    if (!this.readOnly || length === 0 || length > DIRECT_MAP_MAX) return [];
+    const src = this.dataSource;
+    const out: DirectPiece[] = [];
+    for (const s of await this.map(offset, length)) {
+      if (s.kind === 'zero' || (s.kind === 'unalloc' && !this.backing)) {
+        pushPiece(out, { offset: s.guest, length: s.length, kind: 'zero' });
+      } else if (s.kind === 'data') {
+        // only what lies inside the file: a cluster cut short by the end of the file stays with read()
+        const runs = s.host + s.length <= src.size ? src.fileRuns?.(s.host, s.length) : undefined;
+        let g = s.guest;
+        for (const r of runs ?? []) {
+          pushPiece(out, { offset: g, length: r.length, kind: 'file', fd: r.fd, fileOffset: r.fileOffset });
+          g += r.length;
+        }
+      } else if (s.kind === 'unalloc' && this.backing) {
+        const b = this.backing;
+        const inside = Math.max(0, Math.min(s.length, b.size - s.guest));
+        if (inside > 0 && b.directMap) for (const p of await b.directMap(s.guest, inside)) pushPiece(out, p);
+        if (inside < s.length) pushPiece(out, { offset: s.guest + inside, length: s.length - inside, kind: 'zero' });
+      }
+    }
+    return out;
   }
 
   async read(dst: Uint8Array, offset: number): Promise<void> {

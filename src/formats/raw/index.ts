@@ -2,7 +2,7 @@
 // disk.001, disk.002, ...) are concatenated in order.
 
 import { existsSync } from 'node:fs';
-import { BaseDisk, checkRange, type Extent } from '../../core/disk.js';
+import { BaseDisk, checkRange, type DirectPiece, type Extent } from '../../core/disk.js';
 import { IoError, ReadOnlyError } from '../../core/errors.js';
 import { isUrl } from '../../sources/locate.js';
 import type { ByteSource } from '../../sources/source.js';
@@ -42,6 +42,20 @@ export class RawImage extends BaseDisk implements FormatImage {
   override async extents(offset: number, length: number): Promise<Extent[]> {
     checkRange(this, offset, length);
     return length ? [{ offset, length, kind: 'data', depth: 0 }] : [];
+  }
+
+  async directMap(offset: number, length: number): Promise<DirectPiece[]> {
+    checkRange(this, offset, length);
+    if (!this.readOnly || length === 0) return [];
+    const runs = this.source.fileRuns?.(offset, length);
+    if (!runs) return [];
+    const out: DirectPiece[] = [];
+    let pos = offset;
+    for (const r of runs) {
+      out.push({ offset: pos, length: r.length, kind: 'file', fd: r.fd, fileOffset: r.fileOffset });
+      pos += r.length;
+    }
+    return out;
   }
 
   info(): ImageInfo {

@@ -25,6 +25,8 @@ export interface MountOptions {
   /** Extra raw FUSE -o options. */
   extra?: string[];
   debug?: boolean;
+  /** Bypass the kernel page cache (every read reaches anydisk, at the size the reader asked). */
+  directIo?: boolean;
 }
 
 export interface MountedFs {
@@ -35,7 +37,21 @@ export interface MountedFs {
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 
+/**
+ * Mount through anydisk's native libfuse3 addon when it is built and loads (ANYDISK_FUSE=js picks
+ * the JavaScript binding below, ANYDISK_FUSE=native insists on the addon).
+ */
 export async function mountFiles(mountpoint: string, files: ViewFile[], opts: MountOptions = {}): Promise<MountedFs> {
+  const want = process.env['ANYDISK_FUSE'] ?? 'auto';
+  if (want !== 'js' && !opts.debug) {
+    const { loadNative, mountNative, nativeLoadError } = await import('./native.js');
+    if (loadNative()) return mountNative(mountpoint, files, opts);
+    if (want === 'native') throw new Error(`the native FUSE module is not available: ${nativeLoadError()}`);
+  }
+  return mountFilesJs(mountpoint, files, opts);
+}
+
+async function mountFilesJs(mountpoint: string, files: ViewFile[], opts: MountOptions = {}): Promise<MountedFs> {
   const Fuse = loadFuse();
   const byPath = new Map(files.map((f) => [`/${f.name}`, f]));
   const uid = process.getuid?.() ?? 0;

@@ -1,0 +1,875 @@
+// anydisk's own FUSE frontend: libfuse3's low-level API, multithreaded, with requests of up to
+// 1 MiB. The TypeScript side stays the one owner of formats and layout: it hands this addon the
+// list of files of a mount and, per file, the byte ranges that are plain ("segments": a range of
+// an open file descriptor, zeros, or fixed bytes). Reads that fall entirely inside segments are
+// answered here, on the FUSE worker thread, without a round trip through JavaScript. Every other
+// request (reads elsewhere, writes, flush, fsync, truncate) goes to one JavaScript callback
+// through a thread-safe function and is answered later with reply().
+//
+// Exports: mount(options, callback) -> handle, reply(request, result), setSize(handle, index,
+// size), addSegments(handle, index, segments), stats(handle), unmount(handle).
+
+#define FUSE_USE_VERSION 312
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { SEG_FD = 1, SEG_ZERO = 2, SEG_BYTES = 3 };
+enum { OP_READ = 1, OP_WRITE = 2, OP_FLUSH = 3, OP_FSYNC = 4, OP_TRUNCATE = 5, OP_READY = 6, OP_EXIT = 7 };
+
+typedef struct {
+  uint64_t start, len;
+  int kind;
+  int fd;
+  uint64_t fdoff;
+  uint8_t *bytes;
+} seg_t;
+
+typedef struct {
+  char *name;
+  uint64_t size;
+  int readonly;
+  int growable;
+  seg_t *segs;
+  size_t nsegs, cap;
+} file_t;
+
+typedef struct mount_s {
+  struct fuse_session *se;
+  char *mountpoint;
+  file_t *files;
+  int nfiles;
+  pthread_rwlock_t lock; /* guards sizes and segments */
+  napi_threadsafe_function tsfn;
+  pthread_t thread;
+  int thread_started;
+  int keep_cache;
+  int direct_io;
+  unsigned max_io;
+  unsigned max_readahead;
+  unsigned max_threads;
+  uid_t uid;
+  gid_t gid;
+  struct timespec now;
+  atomic_int closing;
+  atomic_long outstanding;
+  atomic_ullong native_reads, native_bytes, js_reads, js_bytes;
+  int loop_rc;
+} mount_t;
+
+typedef struct {
+  mount_t *m;
+  fuse_req_t req;
+  int op;
+  int idx;
+  uint64_t off;
+  size_t len;
+  uint8_t *wdata;
+  uint8_t *rbuf;
+  napi_ref ref;
+  atomic_int replied;
+} jsreq_t;
+
+#define ROOT_INO 1
+#define INO_OF(i) ((fuse_ino_t)(i) + 2)
+
+static file_t *file_of(mount_t *m, fuse_ino_t ino) {
+  if (ino < 2 || ino - 2 >= (fuse_ino_t)m->nfiles) return NULL;
+  return &m->files[ino - 2];
+}
+
+static void fill_stat(mount_t *m, fuse_ino_t ino, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  st->st_ino = ino;
+  st->st_uid = m->uid;
+  st->st_gid = m->gid;
+  st->st_atim = st->st_mtim = st->st_ctim = m->now;
+  st->st_blksize = 4096;
+  if (ino == ROOT_INO) {
+    st->st_mode = S_IFDIR | 0755;
+    st->st_nlink = 2;
+    st->st_size = 4096;
+  } else {
+    file_t *f = file_of(m, ino);
+    pthread_rwlock_rdlock(&m->lock);
+    st->st_mode = S_IFREG | (f->readonly ? 0444 : 0644);
+    st->st_nlink = 1;
+    st->st_size = (off_t)f->size;
+    pthread_rwlock_unlock(&m->lock);
+    st->st_blocks = (st->st_size + 511) / 512;
+  }
+}
+
+static double attr_timeout(mount_t *m, fuse_ino_t ino) {
+  file_t *f = file_of(m, ino);
+  return f && f->growable ? 0.0 : 1.0;
+}
+
+/* ---- requests handed to JavaScript ---- */
+
+static void to_js(mount_t *m, fuse_req_t req, int op, int idx, uint64_t off, size_t len, const void *data) {
+  jsreq_t *r = calloc(1, sizeof *r);
+  if (!r) {
+    if (req) fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  r->m = m;
+  r->req = req;
+  r->op = op;
+  r->idx = idx;
+  r->off = off;
+  r->len = len;
+  if (op == OP_WRITE && len) {
+    r->wdata = malloc(len);
+    if (!r->wdata) {
+      free(r);
+      fuse_reply_err(req, ENOMEM);
+      return;
+    }
+    memcpy(r->wdata, data, len);
+  }
+  if (req) atomic_fetch_add(&m->outstanding, 1);
+  if (napi_call_threadsafe_function(m->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
+    if (req) {
+      atomic_fetch_sub(&m->outstanding, 1);
+      fuse_reply_err(req, EIO);
+    }
+    free(r->wdata);
+    free(r);
+  }
+}
+
+static void req_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  jsreq_t *r = data;
+  /* A request JavaScript dropped without an answer must not hang its caller. */
+  if (r->req && !atomic_exchange(&r->replied, 1)) {
+    fuse_reply_err(r->req, EIO);
+    atomic_fetch_sub(&r->m->outstanding, 1);
+  }
+  free(r->wdata);
+  free(r);
+}
+
+static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
+  (void)ctx;
+  jsreq_t *r = data;
+  if (!env) { /* finalising: answer and drop */
+    if (r->req) fuse_reply_err(r->req, EIO);
+    free(r->wdata);
+    free(r);
+    return;
+  }
+  napi_value argv[6], undef, handle;
+  napi_get_undefined(env, &undef);
+  if (r->req) {
+    napi_create_external(env, r, req_finalize, NULL, &handle);
+  } else {
+    handle = undef;
+  }
+  argv[0] = handle;
+  napi_create_int32(env, r->op, &argv[1]);
+  napi_create_int32(env, r->idx, &argv[2]);
+  napi_create_double(env, (double)r->off, &argv[3]);
+  napi_create_double(env, (double)r->len, &argv[4]);
+  argv[5] = undef;
+  if (r->op == OP_READ) {
+    void *p;
+    if (napi_create_buffer(env, r->len ? r->len : 1, &p, &argv[5]) != napi_ok) {
+      if (!atomic_exchange(&r->replied, 1)) {
+        fuse_reply_err(r->req, ENOMEM);
+        atomic_fetch_sub(&r->m->outstanding, 1);
+      }
+      return;
+    }
+    r->rbuf = p;
+    napi_create_reference(env, argv[5], 1, &r->ref);
+  } else if (r->op == OP_WRITE) {
+    /* The copy made on the worker thread becomes the JavaScript buffer's memory. */
+    void *p;
+    napi_create_buffer_copy(env, r->len, r->wdata, &p, &argv[5]);
+    free(r->wdata);
+    r->wdata = NULL;
+  }
+  napi_value global;
+  napi_get_global(env, &global);
+  napi_call_function(env, global, cb, 6, argv, NULL);
+  if (!r->req) {
+    free(r->wdata);
+    free(r);
+  }
+}
+
+/* ---- segments: reads answered without JavaScript ---- */
+
+/* Index of the last segment whose start <= off, or -1. Caller holds the lock. */
+static long seg_find(file_t *f, uint64_t off) {
+  long lo = 0, hi = (long)f->nsegs - 1, ans = -1;
+  while (lo <= hi) {
+    long mid = (lo + hi) / 2;
+    if (f->segs[mid].start <= off) {
+      ans = mid;
+      lo = mid + 1;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return ans;
+}
+
+static __thread uint8_t *tbuf;
+static __thread size_t tcap;
+
+/* 1: answered; 0: not covered by segments (JavaScript answers). */
+static int try_native_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, size_t len) {
+  pthread_rwlock_rdlock(&m->lock);
+  long i = seg_find(f, off);
+  if (i < 0) goto miss;
+  /* coverage check first: no I/O for a request JavaScript must answer anyway */
+  uint64_t pos = off, end = off + len;
+  for (long k = i; pos < end; k++) {
+    if (k >= (long)f->nsegs) goto miss;
+    seg_t *s = &f->segs[k];
+    if (s->start > pos || s->start + s->len <= pos) goto miss;
+    pos = s->start + s->len;
+  }
+  if (tcap < len) {
+    free(tbuf);
+    tcap = 0;
+    tbuf = malloc(len);
+    if (!tbuf) {
+      pthread_rwlock_unlock(&m->lock);
+      fuse_reply_err(req, ENOMEM);
+      return 1;
+    }
+    tcap = len;
+  }
+  pos = off;
+  for (long k = i; pos < end; k++) {
+    seg_t *s = &f->segs[k];
+    uint64_t in = pos - s->start;
+    size_t n = (size_t)((s->start + s->len < end ? s->start + s->len : end) - pos);
+    uint8_t *dst = tbuf + (pos - off);
+    if (s->kind == SEG_ZERO) {
+      memset(dst, 0, n);
+    } else if (s->kind == SEG_BYTES) {
+      memcpy(dst, s->bytes + in, n);
+    } else {
+      size_t done = 0;
+      while (done < n) {
+        ssize_t got = pread(s->fd, dst + done, n - done, (off_t)(s->fdoff + in + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          int e = got < 0 ? errno : EIO;
+          pthread_rwlock_unlock(&m->lock);
+          fuse_reply_err(req, e);
+          return 1;
+        }
+        done += (size_t)got;
+      }
+    }
+    pos += n;
+  }
+  pthread_rwlock_unlock(&m->lock);
+  atomic_fetch_add(&m->native_reads, 1);
+  atomic_fetch_add(&m->native_bytes, len);
+  fuse_reply_buf(req, (const char *)tbuf, len);
+  return 1;
+miss:
+  pthread_rwlock_unlock(&m->lock);
+  return 0;
+}
+
+/* ---- the FUSE operations ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn) {
+  mount_t *m = userdata;
+  if (conn->max_write > m->max_io || conn->max_write == 0) conn->max_write = m->max_io;
+  conn->max_write = m->max_io;
+  conn->max_read = 0;
+  conn->max_readahead = m->max_readahead;
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  /* The content only changes through this filesystem: no invalidation on attribute changes. */
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  to_js(m, NULL, OP_READY, -1, 0, 0, NULL);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  mount_t *m = fuse_req_userdata(req);
+  if (parent != ROOT_INO) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  for (int i = 0; i < m->nfiles; i++) {
+    if (strcmp(m->files[i].name, name) == 0) {
+      struct fuse_entry_param e;
+      memset(&e, 0, sizeof e);
+      e.ino = INO_OF(i);
+      e.attr_timeout = e.entry_timeout = attr_timeout(m, e.ino);
+      fill_stat(m, e.ino, &e.attr);
+      fuse_reply_entry(req, &e);
+      return;
+    }
+  }
+  fuse_reply_err(req, ENOENT);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)fi;
+  mount_t *m = fuse_req_userdata(req);
+  if (ino != ROOT_INO && !file_of(m, ino)) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  struct stat st;
+  fill_stat(m, ino, &st);
+  fuse_reply_attr(req, &st, attr_timeout(m, ino));
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  (void)fi;
+  mount_t *m = fuse_req_userdata(req);
+  file_t *f = file_of(m, ino);
+  if (!f) {
+    fuse_reply_err(req, ino == ROOT_INO ? EPERM : ENOENT);
+    return;
+  }
+  if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    fuse_reply_err(req, EPERM);
+    return;
+  }
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    pthread_rwlock_rdlock(&m->lock);
+    uint64_t cur = f->size;
+    pthread_rwlock_unlock(&m->lock);
+    if ((uint64_t)attr->st_size != cur) {
+      if (f->readonly || !f->growable) {
+        fuse_reply_err(req, EPERM);
+        return;
+      }
+      to_js(m, req, OP_TRUNCATE, (int)(ino - 2), (uint64_t)attr->st_size, 0, NULL);
+      return;
+    }
+  }
+  struct stat st;
+  fill_stat(m, ino, &st);
+  fuse_reply_attr(req, &st, attr_timeout(m, ino));
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  mount_t *m = fuse_req_userdata(req);
+  file_t *f = file_of(m, ino);
+  if (!f) {
+    fuse_reply_err(req, ino == ROOT_INO ? EISDIR : ENOENT);
+    return;
+  }
+  if ((fi->flags & O_ACCMODE) != O_RDONLY && f->readonly) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  fi->keep_cache = m->keep_cache;
+  fi->direct_io = m->direct_io;
+  fuse_reply_open(req, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  mount_t *m = fuse_req_userdata(req);
+  file_t *f = file_of(m, ino);
+  if (!f) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  pthread_rwlock_rdlock(&m->lock);
+  uint64_t fsize = f->size;
+  pthread_rwlock_unlock(&m->lock);
+  if (off < 0 || (uint64_t)off >= fsize || size == 0) {
+    fuse_reply_buf(req, NULL, 0);
+    return;
+  }
+  size_t n = (uint64_t)off + size > fsize ? (size_t)(fsize - (uint64_t)off) : size;
+  if (try_native_read(m, f, req, (uint64_t)off, n)) return;
+  atomic_fetch_add(&m->js_reads, 1);
+  atomic_fetch_add(&m->js_bytes, n);
+  to_js(m, req, OP_READ, (int)(ino - 2), (uint64_t)off, n, NULL);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  mount_t *m = fuse_req_userdata(req);
+  file_t *f = file_of(m, ino);
+  if (!f) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  if (f->readonly) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  pthread_rwlock_rdlock(&m->lock);
+  uint64_t fsize = f->size;
+  pthread_rwlock_unlock(&m->lock);
+  if (off < 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  size_t n = size;
+  if (!f->growable) {
+    if ((uint64_t)off >= fsize) {
+      fuse_reply_err(req, ENOSPC);
+      return;
+    }
+    if ((uint64_t)off + size > fsize) n = (size_t)(fsize - (uint64_t)off);
+  }
+  to_js(m, req, OP_WRITE, (int)(ino - 2), (uint64_t)off, n, buf);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)fi;
+  mount_t *m = fuse_req_userdata(req);
+  file_t *f = file_of(m, ino);
+  /* close(2) of a writable file makes it durable; read-only files have nothing to flush */
+  if (!f || f->readonly || (fi->flags & O_ACCMODE) == O_RDONLY) {
+    fuse_reply_err(req, 0);
+    return;
+  }
+  to_js(m, req, OP_FLUSH, (int)(ino - 2), 0, 0, NULL);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  (void)fi;
+  (void)datasync;
+  mount_t *m = fuse_req_userdata(req);
+  file_t *f = file_of(m, ino);
+  if (!f) {
+    fuse_reply_err(req, ENOENT);
+    return;
+  }
+  to_js(m, req, OP_FSYNC, (int)(ino - 2), 0, 0, NULL);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  (void)fi;
+  fuse_reply_err(req, 0);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (ino != ROOT_INO) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  mount_t *m = fuse_req_userdata(req);
+  if (ino != ROOT_INO) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  char *buf = malloc(size);
+  if (!buf) {
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  size_t used = 0;
+  /* entry k: 0 ".", 1 "..", 2.. the files; each entry's offset is the next one's index */
+  for (off_t k = off; k < m->nfiles + 2; k++) {
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    const char *name;
+    if (k == 0) {
+      name = ".";
+      st.st_ino = ROOT_INO;
+      st.st_mode = S_IFDIR;
+    } else if (k == 1) {
+      name = "..";
+      st.st_ino = ROOT_INO;
+      st.st_mode = S_IFDIR;
+    } else {
+      name = m->files[k - 2].name;
+      st.st_ino = INO_OF(k - 2);
+      st.st_mode = S_IFREG;
+    }
+    size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, k + 1);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  (void)fi;
+  fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+  (void)ino;
+  mount_t *m = fuse_req_userdata(req);
+  struct statvfs sv;
+  memset(&sv, 0, sizeof sv);
+  uint64_t total = 0;
+  pthread_rwlock_rdlock(&m->lock);
+  for (int i = 0; i < m->nfiles; i++) total += m->files[i].size;
+  pthread_rwlock_unlock(&m->lock);
+  sv.f_bsize = sv.f_frsize = 4096;
+  sv.f_blocks = (total + 4095) / 4096;
+  sv.f_files = (fsfilcnt_t)m->nfiles;
+  sv.f_namemax = 255;
+  fuse_reply_statfs(req, &sv);
+}
+
+static const struct fuse_lowlevel_ops OPS = {
+  .init = op_init,
+  .lookup = op_lookup,
+  .getattr = op_getattr,
+  .setattr = op_setattr,
+  .open = op_open,
+  .read = op_read,
+  .write = op_write,
+  .flush = op_flush,
+  .fsync = op_fsync,
+  .release = op_release,
+  .opendir = op_opendir,
+  .readdir = op_readdir,
+  .releasedir = op_releasedir,
+  .statfs = op_statfs,
+};
+
+static void *loop_main(void *arg) {
+  mount_t *m = arg;
+  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, 0);
+  fuse_loop_cfg_set_max_threads(cfg, m->max_threads);
+  fuse_loop_cfg_set_idle_threads(cfg, m->max_threads);
+  m->loop_rc = fuse_session_loop_mt(m->se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  to_js(m, NULL, OP_EXIT, -1, (uint64_t)(m->loop_rc < 0 ? -m->loop_rc : m->loop_rc), 0, NULL);
+  return NULL;
+}
+
+/* ---- N-API glue ---- */
+
+#define CHECK(call)                                                   \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      napi_throw_error(env, NULL, "anydisk_fuse: " #call " failed"); \
+      return NULL;                                                    \
+    }                                                                 \
+  } while (0)
+
+static napi_value throw_msg(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+static int get_prop(napi_env env, napi_value obj, const char *key, napi_value *out) {
+  bool has = false;
+  if (napi_has_named_property(env, obj, key, &has) != napi_ok || !has) return 0;
+  return napi_get_named_property(env, obj, key, out) == napi_ok;
+}
+
+static char *get_string(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  return s;
+}
+
+static double get_num(napi_env env, napi_value obj, const char *key, double dflt) {
+  napi_value v;
+  double d;
+  if (!get_prop(env, obj, key, &v) || napi_get_value_double(env, v, &d) != napi_ok) return dflt;
+  return d;
+}
+
+static int get_bool(napi_env env, napi_value obj, const char *key) {
+  napi_value v;
+  bool b = false;
+  if (!get_prop(env, obj, key, &v)) return 0;
+  napi_get_value_bool(env, v, &b);
+  return b;
+}
+
+static mount_t *mount_of(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return p;
+}
+
+/* mount({ mountpoint, options: string (for -o), files: [{name, size, readOnly, growable}],
+ *         keepCache, directIo, maxIo, maxReadahead, maxThreads }, callback) -> handle */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return throw_msg(env, "mount(options, callback)");
+  mount_t *m = calloc(1, sizeof *m);
+  if (!m) return throw_msg(env, "out of memory");
+  pthread_rwlock_init(&m->lock, NULL);
+  napi_value v, files;
+  if (!get_prop(env, argv[0], "mountpoint", &v) || !(m->mountpoint = get_string(env, v))) return throw_msg(env, "mountpoint missing");
+  char *opts = NULL;
+  if (get_prop(env, argv[0], "options", &v)) opts = get_string(env, v);
+  m->keep_cache = get_bool(env, argv[0], "keepCache");
+  m->direct_io = get_bool(env, argv[0], "directIo");
+  m->max_io = (unsigned)get_num(env, argv[0], "maxIo", 1 << 20);
+  m->max_readahead = (unsigned)get_num(env, argv[0], "maxReadahead", 1 << 20);
+  m->max_threads = (unsigned)get_num(env, argv[0], "maxThreads", 16);
+  m->uid = getuid();
+  m->gid = getgid();
+  clock_gettime(CLOCK_REALTIME, &m->now);
+  if (!get_prop(env, argv[0], "files", &files)) return throw_msg(env, "files missing");
+  uint32_t nf;
+  CHECK(napi_get_array_length(env, files, &nf));
+  m->nfiles = (int)nf;
+  m->files = calloc(nf ? nf : 1, sizeof(file_t));
+  for (uint32_t i = 0; i < nf; i++) {
+    napi_value fo, nv;
+    CHECK(napi_get_element(env, files, i, &fo));
+    if (!get_prop(env, fo, "name", &nv)) return throw_msg(env, "file name missing");
+    m->files[i].name = get_string(env, nv);
+    m->files[i].size = (uint64_t)get_num(env, fo, "size", 0);
+    m->files[i].readonly = get_bool(env, fo, "readOnly");
+    m->files[i].growable = get_bool(env, fo, "growable");
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "anydisk-fuse", NAPI_AUTO_LENGTH, &name);
+  CHECK(napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, m, call_js, &m->tsfn));
+
+  char *args[4];
+  int nargs = 0;
+  args[nargs++] = "anydisk";
+  if (opts && *opts) {
+    args[nargs++] = "-o";
+    args[nargs++] = opts;
+  }
+  args[nargs] = NULL;
+  struct fuse_args fa = FUSE_ARGS_INIT(nargs, args);
+  m->se = fuse_session_new(&fa, &OPS, sizeof OPS, m);
+  free(opts);
+  if (!m->se) {
+    napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
+    return throw_msg(env, "fuse_session_new failed (bad mount options?)");
+  }
+  if (fuse_session_mount(m->se, m->mountpoint) != 0) {
+    fuse_session_destroy(m->se);
+    napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
+    return throw_msg(env, "fuse_session_mount failed (is /dev/fuse available and the mount point an empty directory?)");
+  }
+  if (pthread_create(&m->thread, NULL, loop_main, m) != 0) {
+    fuse_session_unmount(m->se);
+    fuse_session_destroy(m->se);
+    napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
+    return throw_msg(env, "cannot start the FUSE thread");
+  }
+  m->thread_started = 1;
+  napi_value handle;
+  CHECK(napi_create_external(env, m, NULL, NULL, &handle));
+  return handle;
+}
+
+/* reply(request, result): bytes (read/write) or 0 on success, a negative errno on failure */
+static napi_value js_reply(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *p;
+  if (argc < 2 || napi_get_value_external(env, argv[0], &p) != napi_ok) return throw_msg(env, "reply(request, result)");
+  jsreq_t *r = p;
+  double res;
+  CHECK(napi_get_value_double(env, argv[1], &res));
+  if (atomic_exchange(&r->replied, 1)) return throw_msg(env, "request answered twice");
+  mount_t *m = r->m;
+  int err = res < 0 ? (int)-res : 0;
+  if (err) {
+    fuse_reply_err(r->req, err);
+  } else if (r->op == OP_READ) {
+    size_t n = (size_t)res > r->len ? r->len : (size_t)res;
+    fuse_reply_buf(r->req, (const char *)r->rbuf, n);
+  } else if (r->op == OP_WRITE) {
+    fuse_reply_write(r->req, (size_t)res);
+  } else if (r->op == OP_TRUNCATE) {
+    struct stat st;
+    fuse_ino_t ino = INO_OF(r->idx);
+    fill_stat(m, ino, &st);
+    fuse_reply_attr(r->req, &st, attr_timeout(m, ino));
+  } else {
+    fuse_reply_err(r->req, 0);
+  }
+  if (r->ref) {
+    napi_delete_reference(env, r->ref);
+    r->ref = NULL;
+    r->rbuf = NULL;
+  }
+  atomic_fetch_sub(&m->outstanding, 1);
+  return NULL;
+}
+
+static napi_value js_set_size(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_t *m = argc >= 3 ? mount_of(env, argv[0]) : NULL;
+  if (!m) return throw_msg(env, "setSize(handle, index, size)");
+  int32_t idx;
+  double size;
+  CHECK(napi_get_value_int32(env, argv[1], &idx));
+  CHECK(napi_get_value_double(env, argv[2], &size));
+  if (idx < 0 || idx >= m->nfiles || size < 0) return throw_msg(env, "setSize: bad index or size");
+  pthread_rwlock_wrlock(&m->lock);
+  m->files[idx].size = (uint64_t)size;
+  pthread_rwlock_unlock(&m->lock);
+  return NULL;
+}
+
+static int seg_cmp(const void *a, const void *b) {
+  const seg_t *x = a, *y = b;
+  return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* addSegments(handle, index, [{start, length, kind: 1 fd | 2 zero | 3 bytes, fd, fdOffset, data}])
+ * Segments that overlap one already known are ignored (a range's mapping never changes while
+ * mounted: only read-only content is given segments). */
+static napi_value js_add_segments(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_t *m = argc >= 3 ? mount_of(env, argv[0]) : NULL;
+  if (!m) return throw_msg(env, "addSegments(handle, index, segments)");
+  int32_t idx;
+  CHECK(napi_get_value_int32(env, argv[1], &idx));
+  if (idx < 0 || idx >= m->nfiles) return throw_msg(env, "addSegments: bad index");
+  uint32_t n;
+  CHECK(napi_get_array_length(env, argv[2], &n));
+  if (n == 0) return NULL;
+  seg_t *add = calloc(n, sizeof(seg_t));
+  if (!add) return throw_msg(env, "out of memory");
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value so, dv;
+    CHECK(napi_get_element(env, argv[2], i, &so));
+    seg_t s = {0};
+    s.start = (uint64_t)get_num(env, so, "start", -1);
+    s.len = (uint64_t)get_num(env, so, "length", 0);
+    s.kind = (int)get_num(env, so, "kind", 0);
+    s.fd = (int)get_num(env, so, "fd", -1);
+    s.fdoff = (uint64_t)get_num(env, so, "fdOffset", 0);
+    if (s.len == 0 || (s.kind != SEG_FD && s.kind != SEG_ZERO && s.kind != SEG_BYTES)) continue;
+    if (s.kind == SEG_FD && s.fd < 0) continue;
+    if (s.kind == SEG_BYTES) {
+      void *data;
+      size_t dlen;
+      if (!get_prop(env, so, "data", &dv) || napi_get_buffer_info(env, dv, &data, &dlen) != napi_ok || dlen < s.len) continue;
+      s.bytes = malloc(s.len);
+      if (!s.bytes) continue;
+      memcpy(s.bytes, data, s.len);
+    }
+    add[k++] = s;
+  }
+  qsort(add, k, sizeof(seg_t), seg_cmp);
+  pthread_rwlock_wrlock(&m->lock);
+  file_t *f = &m->files[idx];
+  if (f->nsegs + k > f->cap) {
+    size_t cap = f->cap ? f->cap : 16;
+    while (cap < f->nsegs + k) cap *= 2;
+    seg_t *ns = realloc(f->segs, cap * sizeof(seg_t));
+    if (!ns) {
+      pthread_rwlock_unlock(&m->lock);
+      for (uint32_t i = 0; i < k; i++) free(add[i].bytes);
+      free(add);
+      return throw_msg(env, "out of memory");
+    }
+    f->segs = ns;
+    f->cap = cap;
+  }
+  for (uint32_t i = 0; i < k; i++) {
+    seg_t *s = &add[i];
+    long at = seg_find(f, s->start);
+    int overlap = 0;
+    if (at >= 0 && f->segs[at].start + f->segs[at].len > s->start) overlap = 1;
+    if (at + 1 < (long)f->nsegs && f->segs[at + 1].start < s->start + s->len) overlap = 1;
+    if (overlap) {
+      free(s->bytes);
+      continue;
+    }
+    memmove(&f->segs[at + 2], &f->segs[at + 1], (f->nsegs - (size_t)(at + 1)) * sizeof(seg_t));
+    f->segs[at + 1] = *s;
+    f->nsegs++;
+  }
+  pthread_rwlock_unlock(&m->lock);
+  free(add);
+  return NULL;
+}
+
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out, v;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_t *m = argc >= 1 ? mount_of(env, argv[0]) : NULL;
+  if (!m) return throw_msg(env, "stats(handle)");
+  napi_create_object(env, &out);
+#define PUT(key, val)                         \
+  napi_create_double(env, (double)(val), &v); \
+  napi_set_named_property(env, out, key, v);
+  PUT("nativeReads", atomic_load(&m->native_reads));
+  PUT("nativeBytes", atomic_load(&m->native_bytes));
+  PUT("jsReads", atomic_load(&m->js_reads));
+  PUT("jsBytes", atomic_load(&m->js_bytes));
+  PUT("outstanding", atomic_load(&m->outstanding));
+  size_t segs = 0;
+  pthread_rwlock_rdlock(&m->lock);
+  for (int i = 0; i < m->nfiles; i++) segs += m->files[i].nsegs;
+  pthread_rwlock_unlock(&m->lock);
+  PUT("segments", segs);
+#undef PUT
+  return out;
+}
+
+/* unmount(handle): unmount, stop the loop thread, release the callback. Idempotent. */
+static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_t *m = argc >= 1 ? mount_of(env, argv[0]) : NULL;
+  if (!m) return throw_msg(env, "unmount(handle)");
+  if (atomic_exchange(&m->closing, 1)) return NULL;
+  fuse_session_exit(m->se);
+  fuse_session_unmount(m->se);
+  if (m->thread_started) pthread_join(m->thread, NULL);
+  napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
+  /* The session is kept: requests JavaScript still holds answer into a closed channel. */
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"reply", NULL, js_reply, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setSize", NULL, js_set_size, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"addSegments", NULL, js_add_segments, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(anydisk_fuse, init)

@@ -1,0 +1,196 @@
+// The native FUSE frontend on real mounts: which reads it serves itself (direct segments) and
+// which go through JavaScript, byte-exact either way; errors become errno; writes, growth,
+// truncation and fsync reach the view file. The mounts are served by this test process, so every
+// access from here is asynchronous (a synchronous read would block the thread that answers it).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { open, readFile, stat, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { IoError } from '../../core/errors.js';
+import { openInput } from '../input.js';
+import { VIEWS } from '../../views/index.js';
+import { MemoryFile } from '../../views/memory-file.js';
+import type { ViewFile } from '../../views/types.js';
+import { loadNative, mountNative, nativeLoadError } from './native.js';
+import { patternBytes, qemuImg, tempDir } from '../../../test/harness/tools.js';
+
+const MiB = 1 << 20;
+
+test('the native module is built and loads', () => {
+  assert.ok(loadNative(), `native/build/anydisk_fuse.node: ${nativeLoadError()}`);
+});
+
+async function viewOf(image: string, view: string) {
+  const { disk } = await openInput({ images: [image], inopts: {}, write: { kind: 'readonly' } });
+  const files = VIEWS.find((v) => v.name === view)!.build(disk, { baseName: 'disk', identity: image });
+  return { disk, files };
+}
+
+test('raw -> vdi: every read is served natively and the VDI equals what qemu-img makes of it', async () => {
+  const t = tempDir('native');
+  try {
+    const raw = join(t.dir, 'disk.raw');
+    writeFileSync(raw, patternBytes(24 * MiB + 4096, 7));
+    const { disk, files } = await viewOf(raw, 'vdi');
+    const mnt = join(t.dir, 'mnt');
+    mkdirSync(mnt);
+    const m = await mountNative(mnt, files, { kernelCache: true });
+    try {
+      const vdi = join(mnt, 'disk.vdi');
+      assert.equal((await stat(vdi)).size, files[0]!.size);
+      const want = Buffer.alloc(files[0]!.size);
+      await files[0]!.read(want, 0);
+      assert.ok((await readFile(vdi)).equals(want), 'the mounted VDI differs from the view');
+      const s = m.stats();
+      assert.ok(s.nativeReads > 0, 'no read was served natively');
+      assert.equal(s.jsReads, 0, 'a read of a raw-backed VDI went through JavaScript');
+      assert.equal(s.nativeBytes, files[0]!.size);
+    } finally {
+      await m.unmount();
+      await disk.close();
+    }
+    // the oracle reads the same view on a fresh mount
+    const again = await viewOf(raw, 'vdi');
+    const m2 = await mountNative(mnt, again.files, { kernelCache: true });
+    try {
+      const out = await new Promise<string>((resolve, reject) => {
+        import('node:child_process').then(({ execFile }) =>
+          execFile('qemu-img', ['compare', '-f', 'raw', '-F', 'vdi', raw, join(mnt, 'disk.vdi')], (err, stdout) => (err ? reject(err) : resolve(stdout))),
+        );
+      });
+      assert.match(out, /identical/);
+    } finally {
+      await m2.unmount();
+      await again.disk.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('qcow2 -> raw: windows read once through JavaScript are then served natively; compressed clusters stay in JavaScript', async () => {
+  const t = tempDir('native');
+  try {
+    const raw = join(t.dir, 'src.raw');
+    // compressible text (qemu-img stores clusters that do not shrink uncompressed), a hole, noise
+    const data = new Uint8Array(16 * MiB);
+    for (let at = 0; at < 8 * MiB; at += 4096) data.set(new TextEncoder().encode(`sector ${at / 512} `.repeat(200).slice(0, 4096)), at);
+    data.fill(0, 4 * MiB, 6 * MiB); // a hole the qcow2 keeps unallocated
+    data.set(patternBytes(8 * MiB, 3), 8 * MiB);
+    writeFileSync(raw, data);
+    const plain = join(t.dir, 'plain.qcow2');
+    const packed = join(t.dir, 'packed.qcow2');
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', raw, plain);
+    qemuImg('convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, packed);
+    for (const [image, compressed] of [
+      [plain, false],
+      [packed, true],
+    ] as const) {
+      const { disk, files } = await viewOf(image, 'raw');
+      const mnt = join(t.dir, `mnt-${compressed}`);
+      mkdirSync(mnt);
+      const m = await mountNative(mnt, files, { directIo: true });
+      try {
+        const dd = join(mnt, 'disk.dd');
+        const first = await readFile(dd);
+        assert.ok(first.subarray(0, data.length).equals(Buffer.from(data)), `${image}: first read differs`);
+        // mapping requests run after the reads that prompted them: wait until they landed
+        await new Promise((r) => setTimeout(r, 200));
+        const before = m.stats();
+        const second = await readFile(dd);
+        assert.ok(second.subarray(0, data.length).equals(Buffer.from(data)), `${image}: second read differs`);
+        const after = m.stats();
+        const js = after.jsReads - before.jsReads;
+        const nat = after.nativeReads - before.nativeReads;
+        if (compressed) {
+          assert.ok(js > 0, 'compressed clusters were served without decompression');
+        } else {
+          assert.equal(js, 0, 'a mapped window of a plain qcow2 went through JavaScript again');
+          assert.ok(nat > 0);
+        }
+      } finally {
+        await m.unmount();
+        await disk.close();
+      }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a failing read is EIO to the reader, and the mount keeps serving other ranges', async () => {
+  const t = tempDir('native');
+  const size = 4 * MiB;
+  const bad = 2 * MiB;
+  const file: ViewFile = {
+    name: 'flaky.dd',
+    size,
+    readOnly: true,
+    async read(dst, offset) {
+      if (offset < bad + 4096 && offset + dst.length > bad) throw new IoError('injected failure');
+      dst.fill(0x5a);
+    },
+    async write() {
+      throw new Error('read-only');
+    },
+    async flush() {},
+  };
+  const mnt = join(t.dir, 'mnt');
+  mkdirSync(mnt);
+  const m = await mountNative(mnt, [file], { directIo: true });
+  try {
+    const fh = await open(join(mnt, 'flaky.dd'), 'r');
+    try {
+      const buf = Buffer.alloc(65536);
+      await assert.rejects(fh.read(buf, 0, buf.length, bad), /EIO/);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      assert.equal(bytesRead, buf.length);
+      assert.ok(buf.every((b) => b === 0x5a));
+      // a read past the end returns nothing, not an error
+      assert.equal((await fh.read(buf, 0, buf.length, size)).bytesRead, 0);
+    } finally {
+      await fh.close();
+    }
+    await assert.rejects(open(join(mnt, 'flaky.dd'), 'r+'), /EROFS/);
+    await assert.rejects(stat(join(mnt, 'missing')), /ENOENT/);
+  } finally {
+    await m.unmount();
+    t.cleanup();
+  }
+});
+
+test('writes, growth, truncation and fsync reach a writable growable file', async () => {
+  const t = tempDir('native');
+  const desc = new MemoryFile('disk.vmdk', new TextEncoder().encode('# Disk DescriptorFile\n'), { maxSize: 1 << 16 });
+  let flushes = 0;
+  const counted: ViewFile = Object.assign(Object.create(desc) as ViewFile, {
+    flush: async () => {
+      flushes++;
+    },
+  });
+  const mnt = join(t.dir, 'mnt');
+  mkdirSync(mnt);
+  const m = await mountNative(mnt, [counted], {});
+  try {
+    const p = join(mnt, 'disk.vmdk');
+    const fh = await open(p, 'r+');
+    try {
+      const text = Buffer.from('# Disk DescriptorFile\nversion=1\nCID=12345678\n');
+      await fh.write(text, 0, text.length, 0);
+      await fh.sync();
+      assert.ok(flushes >= 1, 'fsync did not reach the file');
+    } finally {
+      await fh.close();
+    }
+    assert.equal((await stat(p)).size, 45);
+    assert.equal((await readFile(p, 'utf8')).split('\n')[2], 'CID=12345678');
+    await truncate(p, 10);
+    assert.equal((await stat(p)).size, 10);
+    assert.equal(await readFile(p, 'utf8'), '# Disk Des');
+  } finally {
+    await m.unmount();
+    t.cleanup();
+  }
+});

@@ -1,0 +1,248 @@
+// The mount through anydisk's own libfuse3 addon (native/anydisk_fuse.c): requests of up to
+// 1 MiB, answered on several threads. The parts of a file that are plain bytes of a local file,
+// zeros or fixed bytes (ViewFile.directSegments) are handed to the addon, which reads them itself;
+// everything else comes here as one callback per request and is answered with reply().
+
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { errnoOf } from '../../core/errors.js';
+import type { DirectSegment, ViewFile } from '../../views/types.js';
+import type { MountedFs, MountOptions } from './filesystem.js';
+
+type Handle = { readonly __mount: unique symbol };
+type Request = { readonly __request: unique symbol };
+interface NativeSegment {
+  start: number;
+  length: number;
+  kind: number;
+  fd?: number;
+  fdOffset?: number;
+  data?: Uint8Array;
+}
+export interface NativeStats {
+  nativeReads: number;
+  nativeBytes: number;
+  jsReads: number;
+  jsBytes: number;
+  outstanding: number;
+  segments: number;
+}
+interface Addon {
+  mount(
+    opts: {
+      mountpoint: string;
+      options: string;
+      files: Array<{ name: string; size: number; readOnly: boolean; growable: boolean }>;
+      keepCache: boolean;
+      directIo: boolean;
+      maxIo: number;
+      maxReadahead: number;
+      maxThreads: number;
+    },
+    cb: (req: Request | undefined, op: number, index: number, offset: number, length: number, buf: Buffer | undefined) => void,
+  ): Handle;
+  reply(req: Request, result: number): void;
+  setSize(h: Handle, index: number, size: number): void;
+  addSegments(h: Handle, index: number, segs: NativeSegment[]): void;
+  stats(h: Handle): NativeStats;
+  unmount(h: Handle): void;
+}
+
+const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT: 7 } as const;
+const KIND = { file: 1, zero: 2, bytes: 3 } as const;
+/** Reads served by JavaScript ask for the direct segments of the window around them, once. */
+const MAP_WINDOW = 4 << 20;
+/** Largest request the addon negotiates, and the read-ahead that lets the kernel use it. */
+const MAX_IO = 1 << 20;
+const READAHEAD_KB = MAX_IO >> 10;
+
+let addon: Addon | null | undefined;
+let loadError = '';
+
+/** The addon, or undefined when it is not built or cannot load (the reason is in nativeLoadError). */
+export function loadNative(): Addon | undefined {
+  if (addon === undefined) {
+    const here = dirname(fileURLToPath(import.meta.url));
+    // dist/src/frontends/fuse -> the package root
+    const path = join(here, '..', '..', '..', '..', 'native', 'build', 'anydisk_fuse.node');
+    try {
+      addon = createRequire(import.meta.url)(path) as Addon;
+    } catch (err) {
+      addon = null;
+      loadError = (err as Error).message.split('\n')[0] ?? String(err);
+    }
+  }
+  return addon ?? undefined;
+}
+
+export function nativeLoadError(): string {
+  return loadError;
+}
+
+function toNative(s: DirectSegment): NativeSegment {
+  if (s.kind === 'file') return { start: s.start, length: s.length, kind: KIND.file, fd: s.fd, fdOffset: s.fileOffset };
+  if (s.kind === 'zero') return { start: s.start, length: s.length, kind: KIND.zero };
+  return { start: s.start, length: s.length, kind: KIND.bytes, data: s.data };
+}
+
+export async function mountNative(mountpoint: string, files: ViewFile[], opts: MountOptions = {}): Promise<MountedFs & { stats(): NativeStats }> {
+  const native = loadNative();
+  if (!native) throw new Error(`the native FUSE module is not available: ${loadError}`);
+  const options = ['fsname=anydisk', 'subtype=anydisk', 'auto_unmount', ...(opts.allowOther ? ['allow_other'] : []), ...(opts.extra ?? [])].join(',');
+  const growable = files.map((f) => typeof f.truncate === 'function');
+  const mapped = files.map(() => new Set<number>());
+  let handle: Handle | undefined;
+  let ready: () => void = () => undefined;
+  const readyP = new Promise<void>((r) => (ready = r));
+  let closed = false;
+
+  const fail = (req: Request, op: string, path: string, pos: number, n: number, err: unknown) => {
+    logError(op, path, pos, n, err);
+    native.reply(req, -errnoOf(err));
+  };
+
+  const addSegments = (index: number, segs: DirectSegment[]) => {
+    if (closed || !handle || segs.length === 0) return;
+    native.addSegments(handle, index, segs.map(toNative));
+  };
+
+  /** After a read served here: let the addon serve the window around it from now on, if it can. */
+  const mapAround = (index: number, offset: number) => {
+    const f = files[index]!;
+    if (!f.directSegments || !f.readOnly) return;
+    const w = Math.floor(offset / MAP_WINDOW);
+    const seen = mapped[index]!;
+    if (seen.has(w)) return;
+    seen.add(w);
+    const start = w * MAP_WINDOW;
+    const length = Math.min(MAP_WINDOW, f.size - start);
+    if (length <= 0) return;
+    f.directSegments(start, length).then(
+      (segs) => addSegments(index, segs),
+      () => undefined, // a window that cannot be mapped stays with read()
+    );
+  };
+
+  const onRequest = (req: Request | undefined, op: number, index: number, offset: number, length: number, buf: Buffer | undefined) => {
+    if (op === OP.READY) return ready();
+    if (op === OP.EXIT) {
+      // the kernel side went away (fusermount -u, or the mount was lost)
+      if (handle && !closed) {
+        closed = true;
+        native.unmount(handle);
+      }
+      return;
+    }
+    const f = files[index]!;
+    const path = `/${f.name}`;
+    const r = req!;
+    switch (op) {
+      case OP.READ:
+        f.read(buf!.subarray(0, length), offset).then(
+          () => {
+            native.reply(r, length);
+            mapAround(index, offset);
+          },
+          (err) => fail(r, 'read', path, offset, length, err),
+        );
+        return;
+      case OP.WRITE:
+        f.write(buf!, offset).then(
+          () => {
+            if (growable[index] && handle) native.setSize(handle, index, f.size);
+            native.reply(r, length);
+          },
+          (err) => fail(r, 'write', path, offset, length, err),
+        );
+        return;
+      case OP.FLUSH:
+      case OP.FSYNC:
+        f.flush().then(
+          () => native.reply(r, 0),
+          (err) => fail(r, op === OP.FSYNC ? 'fsync' : 'flush', path, 0, 0, err),
+        );
+        return;
+      case OP.TRUNCATE:
+        if (!f.truncate) return native.reply(r, -1 /* EPERM */);
+        f.truncate(offset).then(
+          () => {
+            if (handle) native.setSize(handle, index, f.size);
+            native.reply(r, 0);
+          },
+          (err) => fail(r, 'truncate', path, offset, 0, err),
+        );
+        return;
+      default:
+        native.reply(r, -38 /* ENOSYS */);
+    }
+  };
+
+  // Static segments first (a raw input maps whole), so the first read is already served natively.
+  const initial = await Promise.all(files.map((f) => (f.directSegments && f.readOnly ? f.directSegments(0, f.size).catch(() => []) : Promise.resolve([]))));
+
+  handle = native.mount(
+    {
+      mountpoint,
+      options,
+      files: files.map((f, i) => ({ name: f.name, size: f.size, readOnly: f.readOnly, growable: growable[i]! })),
+      keepCache: !!opts.kernelCache,
+      directIo: !!opts.directIo,
+      maxIo: MAX_IO,
+      maxReadahead: MAX_IO,
+      maxThreads: 16,
+    },
+    onRequest,
+  );
+  initial.forEach((segs, i) => addSegments(i, segs));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      readyP,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`FUSE did not start on ${mountpoint} within 30 s`)), 30_000);
+      }),
+    ]);
+  } catch (err) {
+    closed = true;
+    native.unmount(handle);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  const h = handle;
+  raiseReadahead(mountpoint);
+  return {
+    mountpoint,
+    stats: () => native.stats(h),
+    async unmount() {
+      if (closed) return;
+      closed = true;
+      native.unmount(h);
+    },
+  };
+}
+
+/**
+ * The kernel reads a FUSE file ahead in windows of the mount's bdi read_ahead_kb (128 KiB by
+ * default), which caps buffered reads at 128 KiB requests whatever the negotiated maximum. Raise it
+ * to the request size when allowed (root); otherwise requests stay small, which is only slower.
+ */
+function raiseReadahead(mountpoint: string): void {
+  try {
+    const dev = statSync(mountpoint).dev;
+    const major = ((dev >> 8) & 0xfff) | (Math.floor(dev / 2 ** 32) & ~0xfff);
+    const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    const path = `/sys/class/bdi/${major}:${minor}/read_ahead_kb`;
+    if (Number(readFileSync(path, 'utf8').trim()) < READAHEAD_KB) writeFileSync(path, String(READAHEAD_KB));
+  } catch {
+    // not root, or no sysfs: the default read-ahead stays
+  }
+}
+
+function logError(op: string, path: string, pos: number, len: number, err: unknown): void {
+  const e = err as { describe?: () => string; message?: string };
+  const msg = typeof e?.describe === 'function' ? e.describe() : (e?.message ?? String(err));
+  console.error(`anydisk: ${op} ${path} at ${pos}+${len}: ${msg}`);
+}
