@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, readSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { allDrivers } from '../../src/formats/registry.js';
+import { allDrivers, openImage } from '../../src/formats/registry.js';
 import { VIEWS } from '../../src/views/index.js';
 import { mount } from '../harness/mount.js';
 import { run, tempDir, tryRun } from '../harness/tools.js';
@@ -83,5 +83,36 @@ test('reads at every alignment through every view match the materialised file', 
     } finally {
       m.umount();
     }
+  }
+});
+
+test('every plain piece a driver maps directly (directMap) holds the bytes read() gives', async (t) => {
+  const WINDOW = 4 << 20;
+  for (const input of inputs) {
+    await t.test(input.name, async () => {
+      const img = await openImage(input.files, { format: input.format });
+      try {
+        if (!img.directMap) return; // the driver maps nothing: every read goes through read()
+        let mapped = 0;
+        for (let w = 0; w < img.size; w += WINDOW) {
+          const len = Math.min(WINDOW, img.size - w);
+          const pieces = await img.directMap(w, len);
+          let last = w;
+          for (const p of pieces) {
+            assert.ok(p.offset >= last && p.offset + p.length <= w + len && p.length > 0, `${input.name}: piece ${p.offset}+${p.length} outside or out of order in ${w}+${len}`);
+            last = p.offset + p.length;
+            const want = Buffer.alloc(p.length);
+            await img.read(want, p.offset);
+            const got = Buffer.alloc(p.length);
+            if (p.kind === 'file') assert.equal(readSync(p.fd, got, 0, p.length, p.fileOffset), p.length, `${input.name}: short file piece`);
+            assert.ok(got.equals(want), `${input.name}: ${p.kind} piece ${p.offset}+${p.length} differs from read()`);
+            mapped += p.length;
+          }
+        }
+        t.diagnostic(`${input.name}: ${mapped} of ${img.size} bytes mapped directly`);
+      } finally {
+        await img.close();
+      }
+    });
   }
 });

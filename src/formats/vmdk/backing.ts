@@ -2,7 +2,7 @@
 // images): reads of ranges this layer does not hold, and allocation maps of the composed chain.
 // (Shared with src/formats/vdi; a candidate for src/core once other formats need it.)
 
-import { readPadded, type Disk, type Extent } from '../../core/disk.js';
+import { pushPiece, readPadded, type DirectPiece, type Disk, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 
 /** Fill dst from the backing disk (zeros past its end), or with zeros without one. */
@@ -32,4 +32,15 @@ export async function composeWithBacking(list: Extent[], backing: Disk | undefin
     if (inBacking < e.length) pushExtent(out, e.offset + inBacking, e.length - inBacking, 'unallocated');
   }
   return out;
+}
+
+/**
+ * The plain pieces of a range this layer does not hold: the backing disk's own (zeros past its
+ * end), or zeros without a backing disk. A backing disk that maps nothing leaves a gap.
+ */
+export async function directFromBacking(backing: Disk | undefined, out: DirectPiece[], offset: number, length: number): Promise<void> {
+  if (!backing) return pushPiece(out, { offset, length, kind: 'zero' });
+  const inside = Math.max(0, Math.min(length, backing.size - offset));
+  if (inside > 0 && backing.directMap) for (const p of await backing.directMap(offset, inside)) pushPiece(out, p);
+  if (inside < length) pushPiece(out, { offset: offset + inside, length: length - inside, kind: 'zero' });
 }

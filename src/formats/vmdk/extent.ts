@@ -3,7 +3,7 @@
 // and sparse extents (KDMV, COWD, SESparse; see sparse-extent.ts). Each maps extent-relative
 // byte ranges; the image (index.ts) places extents one after another in the virtual disk.
 
-import type { Extent } from '../../core/disk.js';
+import { pushPiece, type DirectPiece, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 import { UnsupportedFeatureError } from '../../core/errors.js';
 import { readExact, type ByteSource } from '../../sources/source.js';
@@ -33,6 +33,11 @@ export interface VmdkExtent {
   /** Push the allocation map of [offset, offset+length) into out, shifted by base. */
   map(offset: number, length: number, out: Extent[], base: number): Promise<void>;
   info(): ExtentInfo;
+  /**
+   * Optional: push the plain pieces of [offset, offset+length) (extent-relative, shifted by base)
+   * into out; ranges that fall through to the parent are handed to fallthrough.
+   */
+  direct?(offset: number, length: number, base: number, out: DirectPiece[], fallthrough: (offset: number, length: number) => Promise<void>): Promise<void>;
 }
 
 export class FlatExtent implements VmdkExtent {
@@ -53,6 +58,15 @@ export class FlatExtent implements VmdkExtent {
     pushExtent(out, base + offset, length, 'data', 0);
   }
 
+  async direct(offset: number, length: number, base: number, out: DirectPiece[]): Promise<void> {
+    if (this.start + offset + length > this.source.size) return; // a short file stays with read() (it reports the error)
+    let g = base + offset;
+    for (const r of this.source.fileRuns?.(this.start + offset, length) ?? []) {
+      pushPiece(out, { offset: g, length: r.length, kind: 'file', fd: r.fd, fileOffset: r.fileOffset });
+      g += r.length;
+    }
+  }
+
   info(): ExtentInfo {
     return { filename: this.source.name, format: this.type, 'virtual-size': this.size };
   }
@@ -69,6 +83,10 @@ export class ZeroExtent implements VmdkExtent {
 
   async map(offset: number, length: number, out: Extent[], base: number): Promise<void> {
     pushExtent(out, base + offset, length, 'zero', 0);
+  }
+
+  async direct(offset: number, length: number, base: number, out: DirectPiece[]): Promise<void> {
+    pushPiece(out, { offset: base + offset, length, kind: 'zero' });
   }
 
   info(): ExtentInfo {

@@ -9,7 +9,7 @@
 
 import { promisify } from 'node:util';
 import { inflate as inflateCb, type InputType, type ZlibOptions } from 'node:zlib';
-import type { Extent } from '../../core/disk.js';
+import { pushPiece, type DirectPiece, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 import { CorruptImageError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes, readExact, type ByteSource } from '../../sources/source.js';
@@ -143,6 +143,28 @@ export class SparseExtent implements VmdkExtent {
       i = j;
     }
     await runLimited(tasks, PARALLEL);
+  }
+
+  async direct(offset: number, length: number, base: number, out: DirectPiece[], fallthrough: (offset: number, length: number) => Promise<void>): Promise<void> {
+    if (length === 0 || this.compressed) return;
+    const { first, states } = await this.states(offset, length);
+    const gb = this.grainBytes;
+    const end = offset + length;
+    for (let i = 0; i < states.length; i++) {
+      const s = states[i]!;
+      const from = Math.max(offset, (first + i) * gb);
+      const to = Math.min(end, (first + i + 1) * gb);
+      if (s === GRAIN_ZERO) pushPiece(out, { offset: base + from, length: to - from, kind: 'zero' });
+      else if (s === GRAIN_UNALLOCATED) await fallthrough(base + from, to - from);
+      else if (s >= 0) {
+        const fileOff = s + (from - (first + i) * gb);
+        // a grain past the end of the file stays with read(), which reports it
+        if (fileOff + (to - from) > this.source.size) continue;
+        for (const r of this.source.fileRuns?.(fileOff, to - from) ?? []) {
+          pushPiece(out, { offset: base + from, length: r.length, kind: 'file', fd: r.fd, fileOffset: r.fileOffset });
+        }
+      }
+    }
   }
 
   private grain(fileOffset: number, grain: number): Promise<Uint8Array> {
