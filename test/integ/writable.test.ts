@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { isAlive, readRecord } from '../../src/frontends/fuse/state.js';
 import { startNginx } from '../harness/nginx.js';
 import { mount } from '../harness/mount.js';
 import { anydisk, patternBytes, run, sha256File, tempDir, tryRun } from '../harness/tools.js';
@@ -163,6 +164,33 @@ test('--cache FILE over a multi-segment E01: writes persist across remount, the 
     }
     assert.deepEqual(segments.map((s) => sha256File(join(dir, s))), sums, 'the E01 segments are byte-identical');
     assert.match(run('qemu-img', ['check', cache]), /No errors were found/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('fusermount -u of a writable mount: the daemon flushes, records the overlay as clean and exits', async () => {
+  const { dir, cleanup } = tempDir('lost');
+  try {
+    const base = join(dir, 'base.raw');
+    writeFileSync(base, patternBytes(4 << 20, 5));
+    const top = join(dir, 'top.qcow2');
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'raw', top]);
+    const m = mount(dir, ['--writethrough', '--out', 'raw', top]);
+    const rec = readRecord(resolve(m.mnt));
+    assert.ok(rec, 'no record of the mount');
+    const fd = openSync(join(m.mnt, 'top.dd'), 'r+');
+    writeSync(fd, Buffer.alloc(65536, 0x77), 0, 65536, 1 << 20);
+    closeSync(fd);
+    run('fusermount3', ['-u', m.mnt]);
+    const until = Date.now() + 20_000;
+    while (isAlive(rec!.pid) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!isAlive(rec!.pid), 'the daemon outlived its mount');
+    assert.equal(readRecord(resolve(m.mnt)), undefined, 'the mount record was left behind');
+    const check = tryRun('qemu-img', ['check', top]);
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    const got = Buffer.from(run('qemu-io', ['-f', 'qcow2', '-c', `read -P 0x77 ${1 << 20} 65536`, top]));
+    assert.doesNotMatch(got.toString(), /Pattern verification failed/);
   } finally {
     cleanup();
   }

@@ -63,6 +63,8 @@ async function serveForeground(a: MountArgs, onReady: () => void, logFile?: stri
       infos.map((i) => formatInfoText(i)).join('\n');
     files.push(textFile(`${baseName}.info`, info));
     mounted = await mountFiles(a.mountpoint, files, {
+      // unmounted from outside (fusermount -u): flush, close and exit as on SIGTERM
+      onLost: () => void stop('unmount'),
       allowOther: a.allowOther,
       kernelCache: disk.readOnly,
       extra: a.fuseOpts,

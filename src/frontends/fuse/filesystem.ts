@@ -27,6 +27,8 @@ export interface MountOptions {
   debug?: boolean;
   /** Bypass the kernel page cache (every read reaches anydisk, at the size the reader asked). */
   directIo?: boolean;
+  /** Called once when the mount goes away from outside (fusermount -u, umount -l). */
+  onLost?: () => void;
 }
 
 export interface MountedFs {

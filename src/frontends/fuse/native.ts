@@ -132,6 +132,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       if (handle && !closed) {
         closed = true;
         native.unmount(handle);
+        opts.onLost?.();
       }
       return;
     }
