@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 enum { SEG_FD = 1, SEG_ZERO = 2, SEG_BYTES = 3 };
-enum { OP_READ = 1, OP_WRITE = 2, OP_FLUSH = 3, OP_FSYNC = 4, OP_TRUNCATE = 5, OP_READY = 6, OP_EXIT = 7 };
+enum { OP_READ = 1, OP_WRITE = 2, OP_FLUSH = 3, OP_FSYNC = 4, OP_TRUNCATE = 5, OP_READY = 6, OP_EXIT = 7, OP_DONE = 8 };
 
 typedef struct {
   uint64_t start, len;
@@ -43,6 +43,15 @@ typedef struct {
   seg_t *segs;
   size_t nsegs, cap;
 } file_t;
+
+/* A read answered by JavaScript, waiting for the reply thread to hand it to the kernel. */
+typedef struct qitem_s {
+  struct qitem_s *next;
+  fuse_req_t req;
+  const uint8_t *data;
+  size_t len;
+  double token;
+} qitem_t;
 
 typedef struct mount_s {
   struct fuse_session *se;
@@ -65,6 +74,13 @@ typedef struct mount_s {
   atomic_long outstanding;
   atomic_ullong native_reads, native_bytes, js_reads, js_bytes;
   int loop_rc;
+  /* reply thread: the copy of a read's bytes into the kernel happens here, not on the JS thread */
+  pthread_t replier;
+  int replier_started;
+  pthread_mutex_t qlock;
+  pthread_cond_t qcond;
+  qitem_t *qhead, *qtail;
+  int qstop;
 } mount_t;
 
 typedef struct {
@@ -75,8 +91,6 @@ typedef struct {
   uint64_t off;
   size_t len;
   uint8_t *wdata;
-  uint8_t *rbuf;
-  napi_ref ref;
   atomic_int replied;
 } jsreq_t;
 
@@ -184,17 +198,7 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   napi_create_double(env, (double)r->off, &argv[3]);
   napi_create_double(env, (double)r->len, &argv[4]);
   argv[5] = undef;
-  if (r->op == OP_READ) {
-    void *p;
-    if (napi_create_buffer(env, r->len ? r->len : 1, &p, &argv[5]) != napi_ok) {
-      if (!atomic_exchange(&r->replied, 1)) {
-        fuse_reply_err(r->req, ENOMEM);
-        atomic_fetch_sub(&r->m->outstanding, 1);
-      }
-      return;
-    }
-    r->rbuf = p;
-    napi_create_reference(env, argv[5], 1, &r->ref);
+  if (0) {
   } else if (r->op == OP_WRITE) {
     /* The copy made on the worker thread becomes the JavaScript buffer's memory. */
     void *p;
@@ -208,6 +212,27 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   if (!r->req) {
     free(r->wdata);
     free(r);
+  }
+}
+
+static void *replier_main(void *arg) {
+  mount_t *m = arg;
+  for (;;) {
+    pthread_mutex_lock(&m->qlock);
+    while (!m->qhead && !m->qstop) pthread_cond_wait(&m->qcond, &m->qlock);
+    qitem_t *q = m->qhead;
+    if (!q) { /* stopping and drained */
+      pthread_mutex_unlock(&m->qlock);
+      return NULL;
+    }
+    m->qhead = q->next;
+    if (!m->qhead) m->qtail = NULL;
+    pthread_mutex_unlock(&m->qlock);
+    fuse_reply_buf(q->req, (const char *)q->data, q->len);
+    atomic_fetch_sub(&m->outstanding, 1);
+    /* the buffer is JavaScript's again */
+    to_js(m, NULL, OP_DONE, -1, (uint64_t)q->token, 0, NULL);
+    free(q);
   }
 }
 
@@ -624,6 +649,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   mount_t *m = calloc(1, sizeof *m);
   if (!m) return throw_msg(env, "out of memory");
   pthread_rwlock_init(&m->lock, NULL);
+  pthread_mutex_init(&m->qlock, NULL);
+  pthread_cond_init(&m->qcond, NULL);
   napi_value v, files;
   if (!get_prop(env, argv[0], "mountpoint", &v) || !(m->mountpoint = get_string(env, v))) return throw_msg(env, "mountpoint missing");
   char *opts = NULL;
@@ -674,6 +701,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
     return throw_msg(env, "fuse_session_mount failed (is /dev/fuse available and the mount point an empty directory?)");
   }
+  if (pthread_create(&m->replier, NULL, replier_main, m) != 0) {
+    fuse_session_unmount(m->se);
+    fuse_session_destroy(m->se);
+    napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
+    return throw_msg(env, "cannot start the FUSE reply thread");
+  }
+  m->replier_started = 1;
   if (pthread_create(&m->thread, NULL, loop_main, m) != 0) {
     fuse_session_unmount(m->se);
     fuse_session_destroy(m->se);
@@ -686,24 +720,54 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-/* reply(request, result): bytes (read/write) or 0 on success, a negative errno on failure */
+/* reply(request, result[, buffer, token]): bytes (read/write) or 0 on success, a negative errno on
+ * failure. A successful read passes the buffer holding the bytes and a token: the reply thread
+ * copies them into the kernel and then sends OP_DONE with the token, after which JavaScript may
+ * reuse the buffer (it must not touch it before). */
 static napi_value js_reply(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   void *p;
   if (argc < 2 || napi_get_value_external(env, argv[0], &p) != napi_ok) return throw_msg(env, "reply(request, result)");
   jsreq_t *r = p;
   double res;
   CHECK(napi_get_value_double(env, argv[1], &res));
-  if (atomic_exchange(&r->replied, 1)) return throw_msg(env, "request answered twice");
   mount_t *m = r->m;
+  if (r->op == OP_READ && res >= 0) {
+    napi_typedarray_type t;
+    size_t blen;
+    void *data;
+    napi_value ab;
+    size_t boff;
+    double token;
+    if (argc < 4 || napi_get_typedarray_info(env, argv[2], &t, &blen, &data, &ab, &boff) != napi_ok || t != napi_uint8_array ||
+        napi_get_value_double(env, argv[3], &token) != napi_ok)
+      return throw_msg(env, "reply(request, bytes, buffer, token) for a read");
+    qitem_t *q = malloc(sizeof *q);
+    if (!q) return throw_msg(env, "out of memory");
+    if (atomic_exchange(&r->replied, 1)) {
+      free(q);
+      return throw_msg(env, "request answered twice");
+    }
+    q->next = NULL;
+    q->req = r->req;
+    q->data = data;
+    q->len = (size_t)res > r->len ? r->len : (size_t)res;
+    if (q->len > blen) q->len = blen;
+    q->token = token;
+    pthread_mutex_lock(&m->qlock);
+    if (m->qtail) m->qtail->next = q;
+    else m->qhead = q;
+    m->qtail = q;
+    pthread_cond_signal(&m->qcond);
+    pthread_mutex_unlock(&m->qlock);
+    return NULL;
+  }
+  if (atomic_exchange(&r->replied, 1)) return throw_msg(env, "request answered twice");
   int err = res < 0 ? (int)-res : 0;
   if (err) {
     fuse_reply_err(r->req, err);
-  } else if (r->op == OP_READ) {
-    size_t n = (size_t)res > r->len ? r->len : (size_t)res;
-    fuse_reply_buf(r->req, (const char *)r->rbuf, n);
   } else if (r->op == OP_WRITE) {
     fuse_reply_write(r->req, (size_t)res);
   } else if (r->op == OP_TRUNCATE) {
@@ -713,11 +777,6 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
     fuse_reply_attr(r->req, &st, attr_timeout(m, ino));
   } else {
     fuse_reply_err(r->req, 0);
-  }
-  if (r->ref) {
-    napi_delete_reference(env, r->ref);
-    r->ref = NULL;
-    r->rbuf = NULL;
   }
   atomic_fetch_sub(&m->outstanding, 1);
   return NULL;
@@ -854,6 +913,13 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   fuse_session_exit(m->se);
   fuse_session_unmount(m->se);
   if (m->thread_started) pthread_join(m->thread, NULL);
+  if (m->replier_started) {
+    pthread_mutex_lock(&m->qlock);
+    m->qstop = 1;
+    pthread_cond_signal(&m->qcond);
+    pthread_mutex_unlock(&m->qlock);
+    pthread_join(m->replier, NULL);
+  }
   napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
   /* The session is kept: requests JavaScript still holds answer into a closed channel. */
   return NULL;

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Builds native/anydisk_fuse.node, anydisk's libfuse3 low-level frontend (native/anydisk_fuse.c).
-# Plain cc against node-api-headers (an npm package: no download of Node's headers) and fuse3.
-# Rebuilt only when the source is newer than the module.
+# Builds anydisk's native modules (native/*.c -> native/build/*.node): anydisk_fuse (the libfuse3
+# low-level frontend) and anydisk_codec (zlib chunk decoding on the thread pool). Plain cc against
+# node-api-headers (an npm package: no download of Node's headers). Each module is rebuilt only
+# when its source (or this script) is newer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-src=native/anydisk_fuse.c
-out=native/build/anydisk_fuse.node
-if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$0" ]; then exit 0; fi
-mkdir -p native/build
 inc=node_modules/node-api-headers/include
-cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -fPIC -shared -fvisibility=hidden \
-  -I"$inc" $(pkg-config --cflags fuse3) "$src" -o "$out.tmp" $(pkg-config --libs fuse3) -lpthread
-mv "$out.tmp" "$out"
+mkdir -p native/build
+build() {
+  local name=$1; shift
+  local src=native/$name.c out=native/build/$name.node
+  if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$0" ]; then return 0; fi
+  cc -O2 -g -Wall -Wextra -Wno-unused-parameter -std=gnu11 -fPIC -shared -fvisibility=hidden \
+    -I"$inc" "$@" "$src" -o "$out.tmp" "${LIBS[@]}"
+  mv "$out.tmp" "$out"
+}
+LIBS=($(pkg-config --libs fuse3) -lpthread)
+build anydisk_fuse $(pkg-config --cflags fuse3)
+LIBS=(-lz)
+build anydisk_codec

@@ -9,6 +9,7 @@ NEEDS=(
   "/usr/include/fuse/fuse.h:libfuse-dev"
   "/usr/include/fuse3/fuse_lowlevel.h:libfuse3-dev"
   "cc:gcc"
+  "/usr/include/zlib.h:zlib1g-dev"
   "pkg-config:pkg-config"
   "fusermount:fuse3"
   "qemu-img:qemu-utils"

@@ -281,7 +281,7 @@ export class ChunkStore {
         try {
           // The last batch takes the run buffer itself (everything else was copied out before).
           const last = g === groups - 1;
-          const bytes = last ? buf : buf.slice(from, to);
+          const bytes = last ? buf : pool.transfers ? buf.slice(from, to) : buf.subarray(from, to);
           const base = last ? 0 : from;
           results = await pool.run(
             bytes,

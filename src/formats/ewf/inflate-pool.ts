@@ -12,6 +12,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { InflateResult, WorkItem, WorkJob } from './inflate-worker.js';
+import { loadAddon } from '../../core/native.js';
 
 interface Slot {
   worker: Worker;
@@ -24,7 +25,8 @@ interface Pending {
   reject(e: unknown): void;
 }
 
-export class InflatePool {
+export class InflatePool implements ChunkPool {
+  readonly transfers = true;
   private slots: Slot[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -90,10 +92,70 @@ export class InflatePool {
   }
 }
 
-let shared: InflatePool | undefined;
+/** What both pools offer chunk-store.ts. */
+export interface ChunkPool {
+  readonly size: number;
+  /** run() takes buf over (workers detach it): false when buf may be a view of a larger buffer. */
+  readonly transfers: boolean;
+  run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]>;
+}
 
-/** The process-wide pool (undefined when worker threads cannot be used). */
-export function inflatePool(): InflatePool | undefined {
+interface CodecAddon {
+  decodeChunks(
+    buf: Uint8Array,
+    items: Float64Array,
+    maxOutput: number,
+    cb: (err: Error | undefined, block: Buffer, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void,
+  ): void;
+}
+
+/**
+ * The native decoder (native/anydisk_codec.c): zlib inflate and Adler-32 checks of a batch on
+ * libuv's thread pool, straight from the run buffer into one output block; no copies to hand the
+ * input over, no message passing, no JavaScript Adler-32.
+ */
+class NativeDecodePool implements ChunkPool {
+  readonly transfers = false;
+  constructor(
+    private readonly addon: CodecAddon,
+    readonly size = Math.max(1, Math.min(4, availableParallelism())),
+  ) {}
+
+  run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]> {
+    const flat = new Float64Array(items.length * 4);
+    items.forEach((it, k) => flat.set(it, k * 4));
+    return new Promise((resolve, reject) => {
+      this.addon.decodeChunks(buf, flat, maxOutput, (err, block, lengths, codes, details, messages) => {
+        if (err) return reject(err);
+        const out: InflateResult[] = [];
+        for (let k = 0; k < items.length; k++) {
+          const code = codes[k]!;
+          if (code === 0) out.push({ ok: new Uint8Array(block.buffer, block.byteOffset + k * maxOutput, lengths[k]!) });
+          else if (code === 1) out.push({ code: 'SHORT', message: 'stored chunk too small' });
+          else if (code === 2) out.push({ code: 'ADLER', message: 'Adler-32 mismatch', stored: details[k * 2]!, computed: details[k * 2 + 1]! });
+          else if (code === 4) out.push({ code: 'ERR_BUFFER_TOO_LARGE', message: `output larger than ${maxOutput}` });
+          else if (code === 3) out.push({ code: 'Z_DATA_ERROR', message: messages?.[k] || 'invalid data' });
+          else out.push({ code: 'ENOMEM', message: 'out of memory' });
+        }
+        resolve(out);
+      });
+    });
+  }
+}
+
+let shared: InflatePool | undefined;
+let native: NativeDecodePool | null | undefined;
+
+/**
+ * The process-wide pool: the native decoder when it is built, else worker threads (undefined
+ * when neither can be used).
+ */
+export function inflatePool(): ChunkPool | undefined {
+  if (native === undefined) {
+    const addon = loadAddon<CodecAddon>('anydisk_codec');
+    native = addon ? new NativeDecodePool(addon) : null;
+  }
+  if (native) return native;
   if (!shared) shared = new InflatePool();
   return shared.broken ? undefined : shared;
 }

@@ -4,10 +4,8 @@
 // everything else comes here as one callback per request and is answered with reply().
 
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { errnoOf } from '../../core/errors.js';
+import { addonError, loadAddon } from '../../core/native.js';
 import type { DirectSegment, ViewFile } from '../../views/types.js';
 import type { MountedFs, MountOptions } from './filesystem.js';
 
@@ -43,14 +41,16 @@ interface Addon {
     },
     cb: (req: Request | undefined, op: number, index: number, offset: number, length: number, buf: Buffer | undefined) => void,
   ): Handle;
-  reply(req: Request, result: number): void;
+  reply(req: Request, result: number, buf?: Uint8Array, token?: number): void;
   setSize(h: Handle, index: number, size: number): void;
   addSegments(h: Handle, index: number, segs: NativeSegment[]): void;
   stats(h: Handle): NativeStats;
   unmount(h: Handle): void;
 }
 
-const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT: 7 } as const;
+const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT: 7, DONE: 8 } as const;
+/** Read buffers kept for reuse (each MAX_IO bytes); more are allocated while many reads are in flight. */
+const POOL_KEEP = 32;
 const KIND = { file: 1, zero: 2, bytes: 3 } as const;
 /** Reads served by JavaScript ask for the direct segments of the window around them, once. */
 const MAP_WINDOW = 4 << 20;
@@ -58,27 +58,13 @@ const MAP_WINDOW = 4 << 20;
 const MAX_IO = 1 << 20;
 const READAHEAD_KB = MAX_IO >> 10;
 
-let addon: Addon | null | undefined;
-let loadError = '';
-
 /** The addon, or undefined when it is not built or cannot load (the reason is in nativeLoadError). */
 export function loadNative(): Addon | undefined {
-  if (addon === undefined) {
-    const here = dirname(fileURLToPath(import.meta.url));
-    // dist/src/frontends/fuse -> the package root
-    const path = join(here, '..', '..', '..', '..', 'native', 'build', 'anydisk_fuse.node');
-    try {
-      addon = createRequire(import.meta.url)(path) as Addon;
-    } catch (err) {
-      addon = null;
-      loadError = (err as Error).message.split('\n')[0] ?? String(err);
-    }
-  }
-  return addon ?? undefined;
+  return loadAddon<Addon>('anydisk_fuse');
 }
 
 export function nativeLoadError(): string {
-  return loadError;
+  return addonError('anydisk_fuse');
 }
 
 function toNative(s: DirectSegment): NativeSegment {
@@ -89,7 +75,7 @@ function toNative(s: DirectSegment): NativeSegment {
 
 export async function mountNative(mountpoint: string, files: ViewFile[], opts: MountOptions = {}): Promise<MountedFs & { stats(): NativeStats }> {
   const native = loadNative();
-  if (!native) throw new Error(`the native FUSE module is not available: ${loadError}`);
+  if (!native) throw new Error(`the native FUSE module is not available: ${nativeLoadError()}`);
   const options = ['fsname=anydisk', 'subtype=anydisk', 'auto_unmount', ...(opts.allowOther ? ['allow_other'] : []), ...(opts.extra ?? [])].join(',');
   const growable = files.map((f) => typeof f.truncate === 'function');
   const mapped = files.map(() => new Set<number>());
@@ -125,8 +111,24 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     );
   };
 
+  // Read buffers: the addon's reply thread copies a read's bytes into the kernel after reply()
+  // returns, then sends DONE with the buffer's token; only then is the buffer reused.
+  const free: Buffer[] = [];
+  const lent = new Map<number, Buffer>();
+  let nextToken = 1;
+  const take = (): Buffer => free.pop() ?? Buffer.allocUnsafe(MAX_IO);
+  const giveBack = (b: Buffer) => {
+    if (free.length < POOL_KEEP) free.push(b);
+  };
+
   const onRequest = (req: Request | undefined, op: number, index: number, offset: number, length: number, buf: Buffer | undefined) => {
     if (op === OP.READY) return ready();
+    if (op === OP.DONE) {
+      const b = lent.get(offset);
+      lent.delete(offset);
+      if (b) giveBack(b);
+      return;
+    }
     if (op === OP.EXIT) {
       // the kernel side went away (fusermount -u, or the mount was lost)
       if (handle && !closed) {
@@ -140,15 +142,22 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     const path = `/${f.name}`;
     const r = req!;
     switch (op) {
-      case OP.READ:
-        f.read(buf!.subarray(0, length), offset).then(
+      case OP.READ: {
+        const b = length <= MAX_IO ? take() : Buffer.allocUnsafe(length);
+        f.read(b.subarray(0, length), offset).then(
           () => {
-            native.reply(r, length);
+            const token = nextToken++;
+            lent.set(token, b);
+            native.reply(r, length, b, token);
             mapAround(index, offset);
           },
-          (err) => fail(r, 'read', path, offset, length, err),
+          (err) => {
+            giveBack(b);
+            fail(r, 'read', path, offset, length, err);
+          },
         );
         return;
+      }
       case OP.WRITE:
         f.write(buf!, offset).then(
           () => {

@@ -1,0 +1,236 @@
+// Chunk decoding for EWF off the JavaScript thread: a batch of stored chunks that sit in one
+// buffer is decoded on libuv's thread pool with zlib (inflate, which checks the stream's own
+// Adler-32, or an Adler-32 check of a stored chunk), into one output block. JavaScript gets one
+// callback per batch: the block, and per chunk its length or an error. No format knowledge here
+// beyond "zlib stream" and "data followed by a little-endian Adler-32".
+//
+// Export: decodeChunks(buf, items: Float64Array [offset, length, kind 0 zlib | 1 data+Adler-32,
+// logical size] per chunk, maxOutput, callback(err, block, lengths: Float64Array, codes: Int32Array,
+// details: Float64Array [stored, computed] per chunk, messages: string[])).
+
+#include <node_api.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+enum { OK = 0, E_SHORT = 1, E_ADLER = 2, E_DATA = 3, E_TOO_LARGE = 4, E_MEM = 5 };
+
+typedef struct {
+  napi_async_work work;
+  napi_ref buf_ref;
+  napi_ref cb_ref;
+  const uint8_t *in;
+  size_t in_len;
+  double *items;
+  size_t n;
+  size_t max_out;
+  uint8_t *out;
+  double *lengths;
+  int32_t *codes;
+  double *details;
+  char (*msgs)[96];
+} batch_t;
+
+static int inflate_one(const uint8_t *src, size_t len, uint8_t *dst, size_t cap, size_t *produced, char *msg) {
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  if (inflateInit(&s) != Z_OK) return E_MEM;
+  s.next_in = (Bytef *)src;
+  s.avail_in = (uInt)len;
+  s.next_out = dst;
+  s.avail_out = (uInt)cap;
+  int rc = inflate(&s, Z_FINISH);
+  int out = OK;
+  if (rc == Z_STREAM_END) {
+    *produced = cap - s.avail_out;
+  } else if (rc == Z_BUF_ERROR && s.avail_out == 0) {
+    /* more output than the chunk can hold: is there really more? */
+    uint8_t probe;
+    s.next_out = &probe;
+    s.avail_out = 1;
+    int rc2 = inflate(&s, Z_FINISH);
+    out = (rc2 == Z_STREAM_END && s.avail_out == 1) ? OK : E_TOO_LARGE;
+    if (out == OK) *produced = cap;
+    else if (rc2 == Z_DATA_ERROR) {
+      out = E_DATA;
+      strncpy(msg, s.msg ? s.msg : "invalid data", 95);
+    }
+  } else {
+    out = E_DATA;
+    strncpy(msg, s.msg ? s.msg : (rc == Z_BUF_ERROR ? "unexpected end of file" : "invalid data"), 95);
+  }
+  inflateEnd(&s);
+  return out;
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  batch_t *b = data;
+  for (size_t k = 0; k < b->n; k++) {
+    double *it = &b->items[k * 4];
+    size_t off = (size_t)it[0], len = (size_t)it[1], logical = (size_t)it[3];
+    int kind = (int)it[2];
+    uint8_t *dst = b->out + k * b->max_out;
+    b->msgs[k][0] = 0;
+    if (off > b->in_len || len > b->in_len - off || logical > b->max_out) {
+      b->codes[k] = E_SHORT;
+      continue;
+    }
+    const uint8_t *src = b->in + off;
+    if (kind == 1) {
+      if (len < 4 || len - 4 < logical) {
+        b->codes[k] = E_SHORT;
+        continue;
+      }
+      size_t n = len - 4;
+      uint32_t want = (uint32_t)src[n] | (uint32_t)src[n + 1] << 8 | (uint32_t)src[n + 2] << 16 | (uint32_t)src[n + 3] << 24;
+      uint32_t got = (uint32_t)adler32(1L, src, (uInt)n);
+      if (want != got) {
+        b->codes[k] = E_ADLER;
+        b->details[k * 2] = want;
+        b->details[k * 2 + 1] = got;
+        continue;
+      }
+      memcpy(dst, src, logical);
+      b->lengths[k] = (double)logical;
+      b->codes[k] = OK;
+    } else {
+      size_t produced = 0;
+      b->codes[k] = inflate_one(src, len, dst, b->max_out, &produced, b->msgs[k]);
+      b->lengths[k] = (double)produced;
+    }
+  }
+}
+
+static void free_block(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  batch_t *b = data;
+  napi_value cb, global, argv[6], undef;
+  napi_get_undefined(env, &undef);
+  napi_get_reference_value(env, b->cb_ref, &cb);
+  napi_get_global(env, &global);
+  if (status != napi_ok) {
+    napi_value msg;
+    napi_create_string_utf8(env, "decodeChunks was cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &argv[0]);
+    napi_call_function(env, global, cb, 1, argv, NULL);
+    free(b->out);
+  } else {
+    argv[0] = undef;
+    size_t total = b->n * b->max_out;
+    napi_create_external_buffer(env, total > 0 ? total : 1, b->out, free_block, NULL, &argv[1]);
+    void *p;
+    napi_value ab;
+    napi_create_arraybuffer(env, b->n * sizeof(double), &p, &ab);
+    memcpy(p, b->lengths, b->n * sizeof(double));
+    napi_create_typedarray(env, napi_float64_array, b->n, ab, 0, &argv[2]);
+    napi_create_arraybuffer(env, b->n * sizeof(int32_t), &p, &ab);
+    memcpy(p, b->codes, b->n * sizeof(int32_t));
+    napi_create_typedarray(env, napi_int32_array, b->n, ab, 0, &argv[3]);
+    napi_create_arraybuffer(env, b->n * 2 * sizeof(double), &p, &ab);
+    memcpy(p, b->details, b->n * 2 * sizeof(double));
+    napi_create_typedarray(env, napi_float64_array, b->n * 2, ab, 0, &argv[4]);
+    /* messages only when something failed */
+    argv[5] = undef;
+    for (size_t k = 0; k < b->n; k++) {
+      if (b->codes[k] == OK) continue;
+      if (argv[5] == undef) napi_create_array_with_length(env, b->n, &argv[5]);
+      napi_value s;
+      napi_create_string_utf8(env, b->msgs[k], NAPI_AUTO_LENGTH, &s);
+      napi_set_element(env, argv[5], (uint32_t)k, s);
+    }
+    napi_call_function(env, global, cb, 6, argv, NULL);
+  }
+  napi_delete_reference(env, b->buf_ref);
+  napi_delete_reference(env, b->cb_ref);
+  napi_delete_async_work(env, b->work);
+  free(b->items);
+  free(b->lengths);
+  free(b->codes);
+  free(b->details);
+  free(b->msgs);
+  free(b);
+}
+
+static napi_value fail(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+static napi_value js_decode(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "decodeChunks(buf, items, maxOutput, callback)");
+  napi_typedarray_type t;
+  size_t len, ilen;
+  void *in, *items;
+  napi_value ab;
+  size_t boff;
+  if (napi_get_typedarray_info(env, argv[0], &t, &len, &in, &ab, &boff) != napi_ok || t != napi_uint8_array) return fail(env, "decodeChunks: buf must be a Uint8Array");
+  if (napi_get_typedarray_info(env, argv[1], &t, &ilen, &items, &ab, &boff) != napi_ok || t != napi_float64_array || ilen % 4) return fail(env, "decodeChunks: items must be a Float64Array of 4 numbers per chunk");
+  double max_out;
+  napi_get_value_double(env, argv[2], &max_out);
+  if (!(max_out > 0) || max_out > (64 << 20)) return fail(env, "decodeChunks: bad maxOutput");
+  batch_t *b = calloc(1, sizeof *b);
+  if (!b) return fail(env, "out of memory");
+  b->in = in;
+  b->in_len = len;
+  b->n = ilen / 4;
+  b->max_out = (size_t)max_out;
+  b->items = malloc(ilen * sizeof(double) + 1);
+  b->lengths = calloc(b->n + 1, sizeof(double));
+  b->codes = calloc(b->n + 1, sizeof(int32_t));
+  b->details = calloc(b->n * 2 + 1, sizeof(double));
+  b->msgs = calloc(b->n + 1, sizeof *b->msgs);
+  b->out = malloc(b->n * b->max_out + 1);
+  if (!b->items || !b->lengths || !b->codes || !b->details || !b->msgs || !b->out) {
+    free(b->items);
+    free(b->lengths);
+    free(b->codes);
+    free(b->details);
+    free(b->msgs);
+    free(b->out);
+    free(b);
+    return fail(env, "out of memory");
+  }
+  memcpy(b->items, items, ilen * sizeof(double));
+  napi_create_reference(env, argv[0], 1, &b->buf_ref);
+  napi_create_reference(env, argv[3], 1, &b->cb_ref);
+  napi_value name;
+  napi_create_string_utf8(env, "anydisk-decode", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, b, &b->work);
+  napi_queue_async_work(env, b->work);
+  return NULL;
+}
+
+static napi_value js_adler32(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  napi_typedarray_type t;
+  size_t len;
+  void *data;
+  napi_value ab;
+  size_t boff;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_typedarray_info(env, argv[0], &t, &len, &data, &ab, &boff) != napi_ok || t != napi_uint8_array)
+    return fail(env, "adler32(Uint8Array)");
+  napi_create_uint32(env, (uint32_t)adler32(1L, data, (uInt)len), &out);
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"decodeChunks", NULL, js_decode, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"adler32", NULL, js_adler32, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, 2, props);
+  return exports;
+}
+
+NAPI_MODULE(anydisk_codec, init)

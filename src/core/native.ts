@@ -1,0 +1,33 @@
+// Loading anydisk's native modules (native/*.c, built by scripts/build-native.sh into
+// native/build/NAME.node). Each is optional at run time: a module that is missing or fails to load
+// is reported once as undefined, with the reason kept, and callers fall back to JavaScript.
+
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const loaded = new Map<string, { addon?: unknown; error: string }>();
+
+/** The package root: this file is dist/src/core/native.js once built. */
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+export function loadAddon<T>(name: string): T | undefined {
+  let r = loaded.get(name);
+  if (!r) {
+    if (process.env['ANYDISK_NATIVE'] === 'off') r = { error: 'ANYDISK_NATIVE=off' };
+    else {
+      try {
+        r = { addon: createRequire(import.meta.url)(join(ROOT, 'native', 'build', `${name}.node`)), error: '' };
+      } catch (err) {
+        r = { error: (err as Error).message.split('\n')[0] ?? String(err) };
+      }
+    }
+    loaded.set(name, r);
+  }
+  return r.addon as T | undefined;
+}
+
+/** Why loadAddon(name) gave undefined ('' when it loaded or was not tried). */
+export function addonError(name: string): string {
+  return loaded.get(name)?.error ?? '';
+}
