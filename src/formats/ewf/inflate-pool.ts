@@ -114,7 +114,7 @@ interface CodecAddon {
  * libuv's thread pool, straight from the run buffer into one output block; no copies to hand the
  * input over, no message passing, no JavaScript Adler-32.
  */
-class NativeDecodePool implements ChunkPool {
+export class NativeDecodePool implements ChunkPool {
   readonly transfers = false;
   constructor(
     private readonly addon: CodecAddon,
