@@ -4,7 +4,8 @@
 // callback per batch: the block, and per chunk its length or an error. No format knowledge here
 // beyond "zlib stream" and "data followed by a little-endian Adler-32".
 //
-// Export: decodeChunks(buf, items: Float64Array [offset, length, kind 0 zlib | 1 data+Adler-32,
+// Export: decodeChunks(buf, items: Float64Array [offset, length, kind 0 zlib | 1 data+Adler-32 |
+// 2 raw deflate, first maxOutput bytes,
 // logical size] per chunk, maxOutput, callback(err, block, lengths: Float64Array, codes: Int32Array,
 // details: Float64Array [stored, computed] per chunk, messages: string[])).
 
@@ -31,6 +32,27 @@ typedef struct {
   double *details;
   char (*msgs)[96];
 } batch_t;
+
+/* A raw deflate stream (qcow2) of which only the first cap bytes count: qemu keeps the first
+ * cluster of a stream that yields more. Padding after the stream is ignored. */
+static int inflate_first(const uint8_t *src, size_t len, uint8_t *dst, size_t cap, size_t *produced, char *msg) {
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  if (inflateInit2(&s, -15) != Z_OK) return E_MEM;
+  s.next_in = (Bytef *)src;
+  s.avail_in = (uInt)len;
+  s.next_out = dst;
+  s.avail_out = (uInt)cap;
+  int rc = inflate(&s, Z_FINISH);
+  int out = OK;
+  *produced = cap - s.avail_out;
+  if (rc != Z_STREAM_END && !((rc == Z_OK || rc == Z_BUF_ERROR) && s.avail_out == 0)) {
+    out = E_DATA;
+    strncpy(msg, s.msg ? s.msg : (rc == Z_BUF_ERROR ? "unexpected end of file" : "invalid data"), 95);
+  }
+  inflateEnd(&s);
+  return out;
+}
 
 static int inflate_one(const uint8_t *src, size_t len, uint8_t *dst, size_t cap, size_t *produced, char *msg) {
   z_stream s;
@@ -97,7 +119,7 @@ static void execute(napi_env env, void *data) {
       b->codes[k] = OK;
     } else {
       size_t produced = 0;
-      b->codes[k] = inflate_one(src, len, dst, b->max_out, &produced, b->msgs[k]);
+      b->codes[k] = kind == 2 ? inflate_first(src, len, dst, b->max_out, &produced, b->msgs[k]) : inflate_one(src, len, dst, b->max_out, &produced, b->msgs[k]);
       b->lengths[k] = (double)produced;
     }
   }

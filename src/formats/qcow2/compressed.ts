@@ -7,6 +7,7 @@ import zlib from 'node:zlib';
 import { promisify } from 'node:util';
 import zstd from 'zstd-napi/binding.js';
 import { CorruptImageError } from '../../core/errors.js';
+import { loadAddon } from '../../core/native.js';
 import { FORMAT } from './header.js';
 
 const inflateRaw = promisify(zlib.inflateRaw);
@@ -38,6 +39,52 @@ export async function decompressCluster(
   }
   if (out.length !== clusterSize) throw fail(`${out.length} of ${clusterSize} bytes`);
   return out;
+}
+
+interface CodecAddon {
+  decodeChunks(
+    buf: Uint8Array,
+    items: Float64Array,
+    maxOutput: number,
+    cb: (err: Error | undefined, block: Buffer, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void,
+  ): void;
+}
+
+/**
+ * Decompress several clusters whose streams lie in buf at parts ([offset, length] each): with the
+ * native codec in one pass on the thread pool for deflate, else one by one.
+ */
+export function decompressClusters(
+  type: number,
+  buf: Uint8Array,
+  parts: Array<[number, number]>,
+  clusterSize: number,
+  where: Array<{ file: string; offset: number }>,
+): Array<Promise<Uint8Array>> {
+  const codec = type === COMPRESSION_DEFLATE && parts.length > 1 ? loadAddon<CodecAddon>('anydisk_codec') : undefined;
+  if (!codec) return parts.map(([o, l], k) => decompressCluster(type, buf.subarray(o, o + l), clusterSize, where[k]!));
+  const items = new Float64Array(parts.length * 4);
+  parts.forEach(([o, l], k) => items.set([o, l, 2, clusterSize], k * 4));
+  const all = new Promise<Array<Uint8Array | Error>>((resolve, reject) =>
+    codec.decodeChunks(buf, items, clusterSize, (err, block, lengths, codes, _details, messages) => {
+      if (err) return reject(err);
+      resolve(
+        parts.map((_, k) => {
+          const fail = (why: string) => new CorruptImageError(FORMAT, `compressed cluster does not decompress (${why})`, where[k]!);
+          if (codes[k] !== 0) return fail(messages?.[k] || 'invalid data');
+          if (lengths[k] !== clusterSize) return fail(`${lengths[k]} of ${clusterSize} bytes`);
+          return new Uint8Array(block.buffer, block.byteOffset + k * clusterSize, clusterSize);
+        }),
+      );
+    }),
+  );
+  return parts.map((_, k) =>
+    all.then((r) => {
+      const v = r[k]!;
+      if (v instanceof Error) throw v;
+      return v;
+    }),
+  );
 }
 
 /** A stream that yields more than one cluster: keep the first cluster, as qemu does. */

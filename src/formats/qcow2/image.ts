@@ -10,7 +10,7 @@ import type { ByteSource } from '../../sources/source.js';
 import { readBytes } from '../../sources/source.js';
 import type { BackingRef, FormatImage, ImageInfo, OpenContext } from '../types.js';
 import { TableCache, type CachedTable } from './cache.js';
-import { compressionName, decompressCluster } from './compressed.js';
+import { compressionName, decompressCluster, decompressClusters } from './compressed.js';
 import {
   AUTOCLEAR_DATA_FILE_RAW,
   COMPAT_LAZY_REFCOUNTS,
@@ -322,13 +322,19 @@ export class Qcow2Image implements FormatImage {
         const n = await this.source.read(buf, start);
         return buf.subarray(0, n);
       })();
-      for (const m of group) {
+      const decoded = data.then((buf) =>
+        decompressClusters(
+          type,
+          buf,
+          group.map((m): [number, number] => [m.host - start, Math.max(0, Math.min(buf.length, m.host - start + m.csize) - (m.host - start))]),
+          cs,
+          group.map((m) => ({ file: this.filename, offset: m.host })),
+        ),
+      );
+      group.forEach((m, k) => {
         const key = `${m.host}:${m.csize}`;
-        const p = data.then((buf) =>
-          decompressCluster(type, buf.subarray(m.host - start, Math.min(buf.length, m.host - start + m.csize)), cs, { file: this.filename, offset: m.host }),
-        );
-        out.set(key, this.remember(key, p));
-      }
+        out.set(key, this.remember(key, decoded.then((ps) => ps[k]!)));
+      });
       i = j;
     }
     return out;

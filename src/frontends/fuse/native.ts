@@ -53,7 +53,7 @@ const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT:
 const POOL_KEEP = 32;
 const KIND = { file: 1, zero: 2, bytes: 3 } as const;
 /** Reads served by JavaScript ask for the direct segments of the window around them, once. */
-const MAP_WINDOW = 4 << 20;
+const MAP_WINDOW = 16 << 20;
 /** Largest request the addon negotiates, and the read-ahead that lets the kernel use it. */
 const MAX_IO = 1 << 20;
 const READAHEAD_KB = MAX_IO >> 10;
@@ -96,9 +96,14 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
 
   /** After a read served here: let the addon serve the window around it from now on, if it can. */
   const mapAround = (index: number, offset: number) => {
+    const w = Math.floor(offset / MAP_WINDOW);
+    mapWindow(index, w);
+    // reads move forward: map the next window before they get there
+    mapWindow(index, w + 1);
+  };
+  const mapWindow = (index: number, w: number) => {
     const f = files[index]!;
     if (!f.directSegments || !f.readOnly) return;
-    const w = Math.floor(offset / MAP_WINDOW);
     const seen = mapped[index]!;
     if (seen.has(w)) return;
     seen.add(w);
