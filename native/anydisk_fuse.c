@@ -94,6 +94,8 @@ typedef struct {
   atomic_int replied;
 } jsreq_t;
 
+/* Read replies up to this size are copied into the kernel on the JavaScript thread. */
+#define SYNC_REPLY_MAX (128 * 1024)
 #define ROOT_INO 1
 #define INO_OF(i) ((fuse_ino_t)(i) + 2)
 
@@ -723,7 +725,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 /* reply(request, result[, buffer, token]): bytes (read/write) or 0 on success, a negative errno on
  * failure. A successful read passes the buffer holding the bytes and a token: the reply thread
  * copies them into the kernel and then sends OP_DONE with the token, after which JavaScript may
- * reuse the buffer (it must not touch it before). */
+ * reuse the buffer (it must not touch it before). Small reads are answered at once: then reply()
+ * returns true and the buffer is free again. */
 static napi_value js_reply(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -744,6 +747,17 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
     if (argc < 4 || napi_get_typedarray_info(env, argv[2], &t, &blen, &data, &ab, &boff) != napi_ok || t != napi_uint8_array ||
         napi_get_value_double(env, argv[3], &token) != napi_ok)
       return throw_msg(env, "reply(request, bytes, buffer, token) for a read");
+    size_t n = (size_t)res > r->len ? r->len : (size_t)res;
+    if (n > blen) n = blen;
+    if (n <= SYNC_REPLY_MAX) {
+      /* small: copying it here costs less than waking the reply thread */
+      if (atomic_exchange(&r->replied, 1)) return throw_msg(env, "request answered twice");
+      fuse_reply_buf(r->req, (const char *)data, n);
+      atomic_fetch_sub(&m->outstanding, 1);
+      napi_value done;
+      napi_get_boolean(env, true, &done);
+      return done;
+    }
     qitem_t *q = malloc(sizeof *q);
     if (!q) return throw_msg(env, "out of memory");
     if (atomic_exchange(&r->replied, 1)) {
@@ -753,8 +767,7 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
     q->next = NULL;
     q->req = r->req;
     q->data = data;
-    q->len = (size_t)res > r->len ? r->len : (size_t)res;
-    if (q->len > blen) q->len = blen;
+    q->len = n;
     q->token = token;
     pthread_mutex_lock(&m->qlock);
     if (m->qtail) m->qtail->next = q;
@@ -762,7 +775,9 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
     m->qtail = q;
     pthread_cond_signal(&m->qcond);
     pthread_mutex_unlock(&m->qlock);
-    return NULL;
+    napi_value later;
+    napi_get_boolean(env, false, &later);
+    return later;
   }
   if (atomic_exchange(&r->replied, 1)) return throw_msg(env, "request answered twice");
   int err = res < 0 ? (int)-res : 0;

@@ -18,3 +18,9 @@ test('adler32: equals zlib for every length, alignment and content', () => {
     }
   }
 });
+
+test('adler32Fast (zlib through the native codec) equals the JavaScript adler32', async () => {
+  const { adler32: js, adler32Fast } = await import('./adler32.js');
+  const buf = new Uint8Array(100_003).map((_, i) => (i * 2654435761) >>> 24);
+  for (const [s, e] of [[0, buf.length], [1, 70_000], [3, 300], [0, 255]] as const) assert.equal(adler32Fast(buf, s, e), js(buf, s, e), `${s}..${e}`);
+});

@@ -3,6 +3,8 @@
 // overflow (here they are doubles, exact far beyond that). On little-endian hosts the bulk is
 // read four bytes at a time through a Uint32Array: b gains 4a + 4x0 + 3x1 + 2x2 + x3 per word.
 
+import { loadAddon } from '../../core/native.js';
+
 const BASE = 65521;
 const NMAX = 5552;
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
@@ -46,4 +48,10 @@ export function adler32(buf: Uint8Array, start = 0, end = buf.length, seed = 1):
     b %= BASE;
   }
   return ((b << 16) | a) >>> 0;
+}
+
+/** adler32 of buf[start, end) by zlib through the native codec when it is built (seed 1 only). */
+export function adler32Fast(buf: Uint8Array, start = 0, end = buf.length): number {
+  const codec = loadAddon<{ adler32(b: Uint8Array): number }>('anydisk_codec');
+  return codec && end - start >= 256 ? codec.adler32(buf.subarray(start, end)) : adler32(buf, start, end);
 }

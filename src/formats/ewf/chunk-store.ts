@@ -11,7 +11,7 @@
 // segment file and the offset: never zeros.
 
 import { inflate, type ZlibOptions } from 'node:zlib';
-import { adler32 } from './adler32.js';
+import { adler32Fast } from './adler32.js';
 import { checkRange } from '../../core/disk.js';
 import { AnydiskError, ChecksumError, CorruptImageError, IoError, UnsupportedFeatureError } from '../../core/errors.js';
 import { inflatePool } from './inflate-pool.js';
@@ -365,7 +365,7 @@ export class ChunkStore {
         const n = stored.length - 4;
         if (n < logical) throw this.shortError(i, loc, file);
         const want = new DataView(stored.buffer, stored.byteOffset + n, 4).getUint32(0, true);
-        const got = adler32(stored, 0, n);
+        const got = adler32Fast(stored, 0, n);
         if (want !== got) throw this.adlerError(i, loc, want, got, file);
         const data = stored.subarray(0, logical);
         return owned ? data : data.slice();

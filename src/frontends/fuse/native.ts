@@ -41,7 +41,8 @@ interface Addon {
     },
     cb: (req: Request | undefined, op: number, index: number, offset: number, length: number, buf: Buffer | undefined) => void,
   ): Handle;
-  reply(req: Request, result: number, buf?: Uint8Array, token?: number): void;
+  /** For a read with a buffer: true when answered already (the buffer is free again). */
+  reply(req: Request, result: number, buf?: Uint8Array, token?: number): boolean | undefined;
   setSize(h: Handle, index: number, size: number): void;
   addSegments(h: Handle, index: number, segs: NativeSegment[]): void;
   stats(h: Handle): NativeStats;
@@ -152,8 +153,8 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
         f.read(b.subarray(0, length), offset).then(
           () => {
             const token = nextToken++;
-            lent.set(token, b);
-            native.reply(r, length, b, token);
+            if (native.reply(r, length, b, token)) giveBack(b);
+            else lent.set(token, b);
             mapAround(index, offset);
           },
           (err) => {
