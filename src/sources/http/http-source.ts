@@ -342,11 +342,15 @@ export class HttpSource implements ByteSource {
     const slab = slabRef.buf;
     const slabStart = pos;
     let blockEnd = slabStart + this.blockLength(b);
+    // The fast client receives straight into the slab (place): such chunks are already where
+    // they belong and are not copied.
+    const place = () => slab.subarray(pos - slabStart, endByte - slabStart);
     const onBytes = (chunk: Buffer) => {
+      const inPlace = chunk.buffer === slab.buffer && chunk.byteOffset === slab.byteOffset + (pos - slabStart);
       let off = 0;
       while (off < chunk.length) {
         const n = Math.min(blockEnd - pos, chunk.length - off);
-        chunk.copy(slab, pos - slabStart, off, off + n);
+        if (!inPlace) chunk.copy(slab, pos - slabStart, off, off + n);
         off += n;
         pos += n;
         if (pos === blockEnd) {
@@ -366,7 +370,7 @@ export class HttpSource implements ByteSource {
           job.deadline,
           () => {
             this.counters.rangeRequests++;
-            return this.fetcher.rangeOnce(this.object, pos, endByte, onBytes, job.deadline);
+            return this.fetcher.rangeOnce(this.object, pos, endByte, onBytes, job.deadline, place);
           },
           attempts,
         );
