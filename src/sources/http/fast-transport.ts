@@ -19,7 +19,9 @@ import { asTransportError, TransportError, type Exchange, type Headers, type Sin
 
 export class FastPathUnsupported extends Error {}
 
-const READ_BUFFER = 256 * 1024;
+// Heads and error bodies only: bodies go straight into the sink's memory (Sink.place), so what
+// lands here is at most the first read of a response.
+const READ_BUFFER = 32 * 1024;
 const MAX_HEAD = 64 * 1024;
 const ERROR_BODY_KEEP = 4096;
 const ERROR_BODY_MAX = 64 * 1024;
