@@ -1,11 +1,11 @@
 // HTTP sources against a real nginx: exact reads through the format registry, how much a random
-// read fetches (from nginx's access log), sequential speed next to a local file, a server that
+// read fetches (from nginx's access log), cold sequential speed next to the same local file, a server that
 // goes away and comes back, the persistent cache (also shared by several processes), and the
 // policy for references inside remote images.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execSync, spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PolicyError, RemoteError } from '../../src/core/errors.js';
@@ -38,12 +38,12 @@ after(async () => {
   cleanup?.();
 });
 
-/** A 256 MiB file: 1 MiB of pattern, each MiB stamped with its index. */
-function writeBig(path: string): void {
+/** A file of `mib` MiB: 1 MiB of pattern, each MiB stamped with its index. */
+function writeBig(path: string, mib: number): void {
   const block = Buffer.from(patternBytes(MB, 5));
   const fd = openSync(path, 'w');
   try {
-    for (let i = 0; i < 256; i++) {
+    for (let i = 0; i < mib; i++) {
       block.writeUInt32LE(i, 0);
       writeSync(fd, block);
     }
@@ -83,9 +83,10 @@ test('nginx: a raw image by URL reads byte-exact at odd offsets through the regi
   await assert.rejects(openLocation(url, { writable: true }), /read-only/);
 });
 
-test('nginx: 100 random 4 KiB reads fetch at most 64 KiB each on average; a 256 MiB sequential read keeps up with a local file', async (t) => {
+test('nginx: 100 random 4 KiB reads fetch at most 64 KiB each on average; a cold sequential read is measured side by side with the local file', async (t) => {
   const big = join(dir, 'big.img');
-  writeBig(big);
+  const SEQ_MIB = 256;
+  writeBig(big, SEQ_MIB);
   const url = `${nginx.url}/big.img`;
   const expect = readFileSync(big);
   try {
@@ -108,36 +109,56 @@ test('nginx: 100 random 4 KiB reads fetch at most 64 KiB each on average; a 256 
     console.log(`# random 4 KiB reads: ${requests} range GETs, ${(perRead / KB).toFixed(1)} KiB of body per read`);
     assert.ok(perRead <= 64 * KB, `${perRead} bytes per read`);
 
-    // Sequential: the same reads (1 MiB, like qemu-img convert) through the registry, from the
-    // local file and from nginx.
+    // Sequential: the same reads (1 MiB, like dd bs=1M or qemu-img convert) through the registry,
+    // from the local file and from nginx, both cold: the page cache is dropped before every run,
+    // so nginx reads the file from disk as the local path does. Runs alternate and the medians
+    // of three are compared, as the machine is shared and its speed varies from run to run.
+    const root = process.getuid?.() === 0; // tests run as root in CI; without root the local file stays cached
+    const dropCaches = () => {
+      if (root) execSync('sync; echo 3 > /proc/sys/vm/drop_caches');
+    };
     const seq = async (name: string): Promise<number> => {
+      dropCaches();
       const img = await openImage([name], { format: 'raw' });
       const buf = new Uint8Array(MB);
       const t0 = performance.now();
       for (let off = 0; off < img.size; off += buf.length) await img.read(buf, off);
       const ms = performance.now() - t0;
-      assert.equal(Buffer.from(buf).readUInt32LE(0), 255);
+      assert.equal(Buffer.from(buf).readUInt32LE(0), SEQ_MIB - 1);
       await img.close();
       return img.size / MB / (ms / 1000);
     };
-    // One run each: the test is heavy for a shared machine and the bar below is lenient.
+    const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
     const seqMark = nginx.logLines().length;
-    const local = await seq(big);
-    const remote = await seq(url);
+    const locals: number[] = [];
+    const remotes: number[] = [];
+    for (let run = 0; run < 3; run++) {
+      locals.push(await seq(big));
+      remotes.push(await seq(url));
+    }
+    const local = median(locals);
+    const remote = median(remotes);
     const ratio = remote / local;
     const fetched = rangeBytesSince(seqMark, '/big.img');
     const line =
-      `sequential 256 MiB in 1 MiB reads: local file ${local.toFixed(0)} MB/s, nginx ${remote.toFixed(0)} MB/s ` +
-      `(${(ratio * 100).toFixed(0)}%), ${(fetched.bytes / fetched.requests / MB).toFixed(2)} MiB per range GET`;
+      `sequential ${SEQ_MIB} MiB in 1 MiB reads${root ? ', caches dropped' : ' (not root: caches not dropped)'}: ` +
+      `local file ${locals.map((v) => v.toFixed(0)).join('/')} MB/s, nginx ${remotes.map((v) => v.toFixed(0)).join('/')} MB/s, ` +
+      `medians ${local.toFixed(0)} and ${remote.toFixed(0)} (${(ratio * 100).toFixed(0)}%), ` +
+      `${(fetched.bytes / fetched.requests / MB).toFixed(2)} MiB per range GET`;
     t.diagnostic(line);
     console.log(`# ${line}`);
-    // The goal was 70% of the local file; a page-cached local file is read at memory speed
-    // (2-7 GB/s here) while HTTP over loopback costs CPU per byte on a shared 2-core machine, so
-    // the test checks what the pipeline controls: large requests, each byte fetched once, and a
-    // floor that one-block-at-a-time fetching would not reach. docs/remote.md has the numbers.
-    assert.ok(fetched.bytes <= 256 * MB + 4 * MB, `fetched ${fetched.bytes} bytes for one read of 256 MiB`);
-    assert.ok(fetched.bytes / fetched.requests >= MB, line);
-    assert.ok(remote > 50, line);
+    // Every byte fetched once per run (read-ahead stops at the end of the object), in large GETs.
+    assert.ok(fetched.bytes <= 3 * SEQ_MIB * MB, `fetched ${fetched.bytes} bytes for three reads of ${SEQ_MIB} MiB`);
+    assert.ok(fetched.bytes / fetched.requests >= 4 * MB, line);
+    // The goal is 70% of the local file. Through a FUSE mount both paths reach it (FUSE limits
+    // both), and at this level on an idle machine the medians do (75-95%); but the HTTP path costs
+    // about three times the CPU per byte of a local read (the kernel's socket copy, the copy out
+    // of the block cache, nginx's own work), so on this loaded 2-core machine the ratio swings
+    // between 23% and 85% while the local file keeps its speed. Asserting it would make the test
+    // fail on the machine's load, not on the code, so the ratio is reported (docs/remote.md has
+    // the numbers) and what is asserted is the floor and the shape above: large GETs (old 2 MiB
+    // requests fail it), each byte fetched once.
+    assert.ok(remote > 100, line);
   } finally {
     writeFileSync(big, '');
   }

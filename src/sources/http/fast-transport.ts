@@ -1,13 +1,16 @@
 // The data path's HTTP/1.1 client: range GETs on kept-alive sockets that read into one fixed
-// buffer per connection (net/tls `onread`), so receiving allocates nothing and the body goes from
-// the socket buffer straight into the block slabs. undici allocates a buffer per socket read and
+// buffer per connection (net/tls `onread`), so receiving allocates nothing; once a response's
+// head is parsed, the socket reads the body straight into the memory the sink names
+// (Sink.place: the block slab), so body bytes are copied once, by the kernel. undici allocates a buffer per socket read and
 // copies each one into its parser; at loopback speeds that garbage costs more than the data
 // (measured here: a third of the CPU for the same 256 MiB). Only what range reads need is
 // spoken: one request per connection at a time, Content-Length bodies. Anything else (chunked
 // or close-delimited 2xx bodies) throws FastPathUnsupported and the caller goes back to undici
 // for good. Proxies always go through undici (this path is not used when one is configured).
 //
-// Sink contract: onData gets a view of the connection's buffer, valid only during the call.
+// Sink contract: onData gets a view of the connection's buffer, valid only during the call, or a
+// view of the memory Sink.place returned (never more than the body's remaining bytes), where the
+// bytes already are.
 
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates, type ConnectionOptions } from 'node:tls';
@@ -16,7 +19,9 @@ import { asTransportError, TransportError, type Exchange, type Headers, type Sin
 
 export class FastPathUnsupported extends Error {}
 
-const READ_BUFFER = 256 * 1024;
+// Heads and error bodies only: bodies go straight into the sink's memory (Sink.place), so what
+// lands here is at most the first read of a response.
+const READ_BUFFER = 32 * 1024;
 const MAX_HEAD = 64 * 1024;
 const ERROR_BODY_KEEP = 4096;
 const ERROR_BODY_MAX = 64 * 1024;
@@ -27,6 +32,8 @@ interface Conn {
   /** Receives every chunk read from the socket (a view of the connection's buffer). */
   onChunk: ((chunk: Buffer) => void) | undefined;
   onGone: ((err: Error) => void) | undefined;
+  /** While a body is being received: where the sink wants the next bytes (bounded by the body). */
+  place: (() => Uint8Array | undefined) | undefined;
 }
 
 export class FastTransport {
@@ -57,9 +64,15 @@ export class FastTransport {
   private connect(deadline: number): Promise<Conn> {
     return new Promise<Conn>((resolve, reject) => {
       const buffer = Buffer.allocUnsafe(READ_BUFFER);
-      const conn: Conn = { socket: undefined as unknown as Socket, onChunk: undefined, onGone: undefined };
+      const conn: Conn = { socket: undefined as unknown as Socket, onChunk: undefined, onGone: undefined, place: undefined };
       const onread = {
-        buffer,
+        // Asked for the memory of the next socket read, after every read: the sink's memory
+        // while a body is coming, else the connection's own buffer (heads, error bodies, and
+        // anything that arrives while idle).
+        buffer: (): Uint8Array => {
+          const direct = conn.place?.();
+          return direct !== undefined && direct.length > 0 ? direct : buffer;
+        },
         callback: (n: number, buf: Uint8Array) => {
           const h = conn.onChunk;
           if (h) h(Buffer.from(buf.buffer, buf.byteOffset, n));
@@ -113,6 +126,7 @@ export class FastTransport {
   private release(conn: Conn, reusable: boolean): void {
     conn.onChunk = undefined;
     conn.onGone = undefined;
+    conn.place = undefined;
     if (!reusable || this.closed || conn.socket.destroyed) {
       conn.socket.destroy();
       return;
@@ -267,6 +281,7 @@ export class FastTransport {
               return;
             }
             if (rest.length) onBody(rest);
+            if (!settled && !errorParts && sink.place) conn.place = () => (remaining > 0 ? sink.place!()?.subarray(0, remaining) : undefined);
             return;
           }
         } catch (err) {

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AnydiskError, NotFoundError, RemoteError } from '../../core/errors.js';
 import { FastPathUnsupported, type FastTransport } from './fast-transport.js';
 import type { HttpOptions } from './options.js';
-import { TransportError, type Exchange, type Headers, type ResponseHead, type Transport } from './transport.js';
+import { TransportError, type Exchange, type Headers, type ResponseHead, type Sink, type Transport } from './transport.js';
 
 export interface RemoteObject {
   /** Where the object really is (after redirects): every block is fetched from here. */
@@ -147,18 +147,19 @@ export class Fetcher {
     method: 'GET' | 'HEAD',
     url: URL,
     extra: Record<string, string>,
-    sink: { onHead(h: ResponseHead): 'body' | 'abort'; onData(c: Buffer): void },
+    sink: Sink,
     deadline: number,
     useFast = false,
   ): Promise<Exchange> {
     this.stats.requests++;
     const headers = this.headersFor(method, url, extra);
-    const counted = {
+    const counted: Sink = {
       onHead: sink.onHead,
       onData: (c: Buffer) => {
         this.stats.bytesFetched += c.length;
         sink.onData(c);
       },
+      place: sink.place,
     };
     let ex: Exchange | undefined;
     const fast = useFast ? this.fast : undefined;
@@ -252,8 +253,17 @@ export class Fetcher {
    * One attempt at bytes [start, end) of obj: hands validated body bytes to onBytes in order.
    * Throws RetryableError/TransportError for retryable failures (the caller resumes from where
    * onBytes got to), RemoteError when the object changed or the server cannot do ranges.
+   * `place`, when given, says where the next body bytes belong (see Sink.place): bytes received
+   * there are still handed to onBytes, as a view of that memory.
    */
-  async rangeOnce(obj: RemoteObject, start: number, end: number, onBytes: (chunk: Buffer) => void, deadline: number): Promise<void> {
+  async rangeOnce(
+    obj: RemoteObject,
+    start: number,
+    end: number,
+    onBytes: (chunk: Buffer) => void,
+    deadline: number,
+    place?: () => Uint8Array | undefined,
+  ): Promise<void> {
     const extra: Record<string, string> = { range: `bytes=${start}-${end - 1}` };
     if (isStrongEtag(obj.etag)) extra['if-range'] = obj.etag;
     else if (obj.lastModified) extra['if-range'] = obj.lastModified;
@@ -286,6 +296,7 @@ export class Fetcher {
         got += chunk.length;
         onBytes(chunk);
       },
+      place: place && (() => (expected > got ? place()?.subarray(0, expected - got) : undefined)),
       },
       deadline,
       true,

@@ -104,7 +104,8 @@ export class HttpSource implements ByteSource {
     this.blockSize = opts.blockSize;
     this.blockCount = Math.ceil(object.size / opts.blockSize);
     this.cache = new BlockCache(opts.cacheBytes);
-    this.slabs = new SlabPool(opts.requestSize, 2 * opts.connections);
+    // Free slabs kept for reuse: up to 32 MiB of them (at least two).
+    this.slabs = new SlabPool(opts.requestSize, Math.max(2, Math.floor((32 << 20) / opts.requestSize)));
     this.readAhead = new ReadAhead(opts.maxReadAhead, 2 * opts.blockSize, 2 * opts.blockSize, opts.requestSize);
   }
 
@@ -200,8 +201,12 @@ export class HttpSource implements ByteSource {
         runStart = -1;
       }
     }
-    this.prefetch(offset, len);
+    const streaming = this.prefetch(offset, len);
     if (waits.length) await Promise.all(waits);
+    if (streaming) {
+      // A sequential stream is done with the blocks it read whole: they leave the cache first.
+      for (let b = Math.ceil(offset / B); (b + 1) * B <= offset + len; b++) this.cache.demote(b);
+    }
     return len;
   }
 
@@ -239,9 +244,10 @@ export class HttpSource implements ByteSource {
     }
   }
 
-  private prefetch(offset: number, len: number): void {
+  /** Start read-ahead after a read of [offset, offset+len); true when the read continues a stream. */
+  private prefetch(offset: number, len: number): boolean {
     const ra = this.readAhead.access(offset, len);
-    if (!ra) return;
+    if (!ra) return this.readAhead.streaming;
     const B = this.blockSize;
     const first = Math.floor(ra.start / B);
     const end = Math.min(this.blockCount, Math.ceil(Math.min(ra.end, this.size) / B));
@@ -257,6 +263,7 @@ export class HttpSource implements ByteSource {
         runStart = -1;
       }
     }
+    return true;
   }
 
   /** Resolve pending blocks [first, end): from the persistent cache, the rest by range GETs. */
@@ -342,11 +349,15 @@ export class HttpSource implements ByteSource {
     const slab = slabRef.buf;
     const slabStart = pos;
     let blockEnd = slabStart + this.blockLength(b);
+    // The fast client receives straight into the slab (place): such chunks are already where
+    // they belong and are not copied.
+    const place = () => slab.subarray(pos - slabStart, endByte - slabStart);
     const onBytes = (chunk: Buffer) => {
+      const inPlace = chunk.buffer === slab.buffer && chunk.byteOffset === slab.byteOffset + (pos - slabStart);
       let off = 0;
       while (off < chunk.length) {
         const n = Math.min(blockEnd - pos, chunk.length - off);
-        chunk.copy(slab, pos - slabStart, off, off + n);
+        if (!inPlace) chunk.copy(slab, pos - slabStart, off, off + n);
         off += n;
         pos += n;
         if (pos === blockEnd) {
@@ -366,7 +377,7 @@ export class HttpSource implements ByteSource {
           job.deadline,
           () => {
             this.counters.rangeRequests++;
-            return this.fetcher.rangeOnce(this.object, pos, endByte, onBytes, job.deadline);
+            return this.fetcher.rangeOnce(this.object, pos, endByte, onBytes, job.deadline, place);
           },
           attempts,
         );

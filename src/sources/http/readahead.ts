@@ -23,6 +23,8 @@ const MAX_STREAMS = 8;
 export class ReadAhead {
   private streams: Stream[] = [];
   private clock = 0;
+  /** The last access continued a sequential stream. */
+  streaming = false;
 
   constructor(
     private readonly maxWindow: number,
@@ -41,6 +43,7 @@ export class ReadAhead {
     const end = offset + length;
     this.clock++;
     let s = this.streams.find((st) => offset >= st.next - this.slack && offset <= st.next + this.slack);
+    this.streaming = s !== undefined;
     if (!s) {
       s = { next: end, window: 0, frontier: end, lastUse: this.clock };
       if (this.streams.length >= MAX_STREAMS) {

@@ -14,6 +14,10 @@ export class Slab {
     readonly buf: Buffer,
     private readonly pool: SlabPool,
   ) {}
+  /** What the slab costs the memory cache while any of its blocks is there (block-cache.ts). */
+  get bytes(): number {
+    return this.buf.length;
+  }
   ref(): void {
     this.refs++;
   }

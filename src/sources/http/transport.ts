@@ -17,6 +17,12 @@ export interface Sink {
   /** Decide what to do with the body: take it (onData), or stop the exchange. */
   onHead(head: ResponseHead): 'body' | 'abort';
   onData(chunk: Buffer): void;
+  /**
+   * Optional: where the next body bytes should land (at most that many). A transport that can
+   * receive into it (fast-transport.ts) then hands onData a view of that memory, so the sink
+   * sees its bytes already in place; others ignore it.
+   */
+  place?(): Uint8Array | undefined;
 }
 
 export interface Exchange extends ResponseHead {
