@@ -4,7 +4,8 @@
 // and docs/performance.md. BENCH_SIZE_MIB (default 1024) and BENCH_RUNS (default 3) tune it.
 import { cpus, totalmem } from 'node:os';
 import { rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { startNginx } from '../test/harness/nginx.js';
 import { buildImages, type BenchImages } from './images.js';
 import { randRead, randWrite, seqRead, seqWrite } from './fio.js';
 import { affuse, anydisk, ewfmount, qemuNbdFuse, xmount, type Mounted } from './peers.js';
@@ -85,6 +86,16 @@ async function readLines(img: BenchImages, size: number): Promise<void> {
       return v;
     }), peer, () => through(mB, (m) => seqRead(m.file, size)));
     await line(name, 'random 4 KiB read', 'IOPS', true, () => through(mA, (m) => randRead(m.file, size)), peer, () => through(mB, (m) => randRead(m.file, size)));
+  }
+  // The same raw image from an archive (nginx on 127.0.0.1) against the local file, both through anydisk.
+  const nginx = await startNginx(dirname(img.raw));
+  try {
+    const url = `${nginx.url}/${basename(img.raw)}`;
+    await line('raw over HTTP -> raw', 'sequential read', 'MB/s', true, () => through(() => anydisk(WORK, ['--out', 'raw', url], '.dd'), (m) => seqRead(m.file, size)), 'anydisk, local file', () =>
+      through(() => anydisk(WORK, ['--out', 'raw', img.raw], '.dd'), (m) => seqRead(m.file, size)),
+    );
+  } finally {
+    await nginx.stop();
   }
   rows.push({ line: 'daemon', metric: 'peak RSS while streaming', unit: 'MiB', anydisk: rss, peer: '(limit)', peerValue: 200, ratio: 200 / rss });
 }
