@@ -14,12 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <errno.h>
+#include <unistd.h>
 
-enum { OK = 0, E_SHORT = 1, E_ADLER = 2, E_DATA = 3, E_TOO_LARGE = 4, E_MEM = 5 };
+enum { OK = 0, E_SHORT = 1, E_ADLER = 2, E_DATA = 3, E_TOO_LARGE = 4, E_MEM = 5, E_IO = 6 };
 
 typedef struct {
   napi_async_work work;
-  napi_ref buf_ref;
+  napi_ref buf_ref; /* NULL when the input is read from fd by the job itself */
+  int fd;
+  uint64_t fd_off;
+  uint8_t *own_in;
   napi_ref cb_ref;
   const uint8_t *in;
   size_t in_len;
@@ -89,6 +94,23 @@ static int inflate_one(const uint8_t *src, size_t len, uint8_t *dst, size_t cap,
 static void execute(napi_env env, void *data) {
   (void)env;
   batch_t *b = data;
+  if (b->own_in) {
+    size_t done = 0;
+    while (done < b->in_len) {
+      ssize_t got = pread(b->fd, b->own_in + done, b->in_len - done, (off_t)(b->fd_off + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        const char *why = got < 0 ? strerror(errno) : "short read (file shrank?)";
+        for (size_t k = 0; k < b->n; k++) {
+          b->codes[k] = E_IO;
+          strncpy(b->msgs[k], why, 95);
+          b->details[k * 2] = (double)(b->fd_off + done);
+        }
+        return;
+      }
+      done += (size_t)got;
+    }
+  }
   for (size_t k = 0; k < b->n; k++) {
     double *it = &b->items[k * 4];
     size_t off = (size_t)it[0], len = (size_t)it[1], logical = (size_t)it[3];
@@ -169,7 +191,8 @@ static void complete(napi_env env, napi_status status, void *data) {
     }
     napi_call_function(env, global, cb, 6, argv, NULL);
   }
-  napi_delete_reference(env, b->buf_ref);
+  if (b->buf_ref) napi_delete_reference(env, b->buf_ref);
+  free(b->own_in);
   napi_delete_reference(env, b->cb_ref);
   napi_delete_async_work(env, b->work);
   free(b->items);
@@ -185,16 +208,41 @@ static napi_value fail(napi_env env, const char *msg) {
   return NULL;
 }
 
+static napi_value start_batch(napi_env env, napi_value *argv, int from_fd);
+
 static napi_value js_decode(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "decodeChunks(buf, items, maxOutput, callback)");
+  return start_batch(env, argv, 0);
+}
+
+/* decodeChunksAt(fd, fileOffset, length, items, maxOutput, callback): the same, reading the
+ * input bytes [fileOffset, fileOffset+length) of fd in the job itself (one trip to the pool). */
+static napi_value js_decode_at(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6) return fail(env, "decodeChunksAt(fd, offset, length, items, maxOutput, callback)");
+  return start_batch(env, argv, 1);
+}
+
+static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
   napi_typedarray_type t;
-  size_t len, ilen;
-  void *in, *items;
+  size_t len = 0, ilen;
+  void *in = NULL, *items;
   napi_value ab;
   size_t boff;
-  if (napi_get_typedarray_info(env, argv[0], &t, &len, &in, &ab, &boff) != napi_ok || t != napi_uint8_array) return fail(env, "decodeChunks: buf must be a Uint8Array");
+  int32_t fd = -1;
+  double fd_off = 0, flen = 0;
+  if (from_fd) {
+    if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 || napi_get_value_double(env, argv[1], &fd_off) != napi_ok || fd_off < 0 ||
+        napi_get_value_double(env, argv[2], &flen) != napi_ok || flen < 0 || flen > (256 << 20))
+      return fail(env, "decodeChunksAt: bad fd, offset or length");
+    len = (size_t)flen;
+    argv += 2; /* argv[1] items, argv[2] maxOutput, argv[3] callback, as for decodeChunks */
+  } else if (napi_get_typedarray_info(env, argv[0], &t, &len, &in, &ab, &boff) != napi_ok || t != napi_uint8_array) {
+    return fail(env, "decodeChunks: buf must be a Uint8Array");
+  }
   if (napi_get_typedarray_info(env, argv[1], &t, &ilen, &items, &ab, &boff) != napi_ok || t != napi_float64_array || ilen % 4) return fail(env, "decodeChunks: items must be a Float64Array of 4 numbers per chunk");
   double max_out;
   napi_get_value_double(env, argv[2], &max_out);
@@ -203,6 +251,12 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
   if (!b) return fail(env, "out of memory");
   b->in = in;
   b->in_len = len;
+  b->fd = fd;
+  b->fd_off = (uint64_t)fd_off;
+  if (from_fd) {
+    b->own_in = malloc(len ? len : 1);
+    b->in = b->own_in;
+  }
   b->n = ilen / 4;
   b->max_out = (size_t)max_out;
   b->items = malloc(ilen * sizeof(double) + 1);
@@ -211,7 +265,8 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
   b->details = calloc(b->n * 2 + 1, sizeof(double));
   b->msgs = calloc(b->n + 1, sizeof *b->msgs);
   b->out = malloc(b->n * b->max_out + 1);
-  if (!b->items || !b->lengths || !b->codes || !b->details || !b->msgs || !b->out) {
+  if (!b->items || !b->lengths || !b->codes || !b->details || !b->msgs || !b->out || (from_fd && !b->own_in)) {
+    free(b->own_in);
     free(b->items);
     free(b->lengths);
     free(b->codes);
@@ -222,7 +277,7 @@ static napi_value js_decode(napi_env env, napi_callback_info info) {
     return fail(env, "out of memory");
   }
   memcpy(b->items, items, ilen * sizeof(double));
-  napi_create_reference(env, argv[0], 1, &b->buf_ref);
+  if (!from_fd) napi_create_reference(env, argv[0], 1, &b->buf_ref);
   napi_create_reference(env, argv[3], 1, &b->cb_ref);
   napi_value name;
   napi_create_string_utf8(env, "anydisk-decode", NAPI_AUTO_LENGTH, &name);
@@ -250,8 +305,9 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"decodeChunks", NULL, js_decode, NULL, NULL, NULL, napi_enumerable, NULL},
     {"adler32", NULL, js_adler32, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"decodeChunksAt", NULL, js_decode_at, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, 2, props);
+  napi_define_properties(env, exports, 3, props);
   return exports;
 }
 

@@ -223,6 +223,21 @@ export class ChunkStore {
     const seg = this.segments[run[0]!.loc.seg]!;
     const start = run[0]!.loc.offset;
     const end = run[run.length - 1]!.loc.offset + run[run.length - 1]!.loc.size;
+    const pool = this.inflateMode === 'workers' ? inflatePool() : undefined;
+    // A run in a local file, decoded natively: read and decode in one trip to the thread pool.
+    const fileRun = pool?.runAt && run.every((c) => c.loc.kind === ChunkKind.Zlib || c.loc.kind === ChunkKind.RawChecksum) ? seg.source.fileRuns?.(start, end - start) : undefined;
+    if (pool?.runAt && fileRun?.length === 1) {
+      const items = run.map((c): WorkItem => [c.loc.offset - start, c.loc.size, c.loc.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(c.i)]);
+      let results: InflateResult[];
+      try {
+        results = await pool.runAt(fileRun[0]!.fd, fileRun[0]!.fileOffset, end - start, items, this.chunkSize);
+      } catch (err) {
+        for (const c of run) this.fail(c.i, c.d, err);
+        return;
+      }
+      this.settle(run, results, seg.name);
+      return;
+    }
     const buf = new Uint8Array(end - start);
     try {
       const n = await seg.source.read(buf, start);
@@ -233,7 +248,6 @@ export class ChunkStore {
       for (const c of run) this.fail(c.i, c.d, err);
       return;
     }
-    const pool = this.inflateMode === 'workers' ? inflatePool() : undefined;
     // Work for the worker pool: deflated chunks, and checksummed stored chunks when the run holds
     // more than one chunk (a lone stored chunk is checked here: a worker round trip costs more).
     const offload = (c: { loc: Loc }) => !!pool && (c.loc.kind === ChunkKind.Zlib || (c.loc.kind === ChunkKind.RawChecksum && run.length > 1));
@@ -292,19 +306,25 @@ export class ChunkStore {
           for (const c of part) this.fail(c.i, c.d, err);
           return;
         }
-        part.forEach((c, k) => {
-          const r = results[k]!;
-          try {
-            if ('ok' in r) this.succeed(c.i, c.d, c.loc.kind === ChunkKind.Zlib ? this.checkInflated(c.i, c.loc, r.ok, seg.name) : r.ok);
-            else if (r.code === 'ADLER') throw this.adlerError(c.i, c.loc, r.stored!, r.computed!, seg.name);
-            else if (r.code === 'SHORT') throw this.shortError(c.i, c.loc, seg.name);
-            else throw this.zlibError(c.i, c.loc, Object.assign(new Error(r.message), { code: r.code }), seg.name);
-          } catch (err) {
-            this.fail(c.i, c.d, err);
-          }
-        });
+        this.settle(part, results, seg.name);
       }),
     );
+  }
+
+  /** Hand decoded chunks (or their errors, located) to their waiters. */
+  private settle(part: Array<{ i: number; d: Deferred<Uint8Array>; loc: Loc }>, results: InflateResult[], file: string): void {
+    part.forEach((c, k) => {
+      const r = results[k]!;
+      try {
+        if ('ok' in r) this.succeed(c.i, c.d, c.loc.kind === ChunkKind.Zlib ? this.checkInflated(c.i, c.loc, r.ok, file) : r.ok);
+        else if (r.code === 'ADLER') throw this.adlerError(c.i, c.loc, r.stored!, r.computed!, file);
+        else if (r.code === 'SHORT') throw this.shortError(c.i, c.loc, file);
+        else if (r.code === 'EIO') throw new IoError(`cannot read chunk data: ${r.message}`, { file, offset: c.loc.offset });
+        else throw this.zlibError(c.i, c.loc, Object.assign(new Error(r.message), { code: r.code }), file);
+      } catch (err) {
+        this.fail(c.i, c.d, err);
+      }
+    });
   }
 
   private succeed(i: number, d: Deferred<Uint8Array>, data: Uint8Array): void {

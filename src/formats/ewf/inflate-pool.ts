@@ -98,15 +98,14 @@ export interface ChunkPool {
   /** run() takes buf over (workers detach it): false when buf may be a view of a larger buffer. */
   readonly transfers: boolean;
   run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]>;
+  /** Optional: the same, the input being bytes [offset, offset+length) of fd, read by the pool. */
+  runAt?(fd: number, offset: number, length: number, items: WorkItem[], maxOutput: number): Promise<InflateResult[]>;
 }
 
+type DecodeCallback = (err: Error | undefined, block: Buffer, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void;
 interface CodecAddon {
-  decodeChunks(
-    buf: Uint8Array,
-    items: Float64Array,
-    maxOutput: number,
-    cb: (err: Error | undefined, block: Buffer, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void,
-  ): void;
+  decodeChunks(buf: Uint8Array, items: Float64Array, maxOutput: number, cb: DecodeCallback): void;
+  decodeChunksAt(fd: number, offset: number, length: number, items: Float64Array, maxOutput: number, cb: DecodeCallback): void;
 }
 
 /**
@@ -122,10 +121,18 @@ export class NativeDecodePool implements ChunkPool {
   ) {}
 
   run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]> {
+    return this.call(items, maxOutput, (flat, cb) => this.addon.decodeChunks(buf, flat, maxOutput, cb));
+  }
+
+  runAt(fd: number, offset: number, length: number, items: WorkItem[], maxOutput: number): Promise<InflateResult[]> {
+    return this.call(items, maxOutput, (flat, cb) => this.addon.decodeChunksAt(fd, offset, length, flat, maxOutput, cb));
+  }
+
+  private call(items: WorkItem[], maxOutput: number, start: (flat: Float64Array, cb: DecodeCallback) => void): Promise<InflateResult[]> {
     const flat = new Float64Array(items.length * 4);
     items.forEach((it, k) => flat.set(it, k * 4));
     return new Promise((resolve, reject) => {
-      this.addon.decodeChunks(buf, flat, maxOutput, (err, block, lengths, codes, details, messages) => {
+      start(flat, (err, block, lengths, codes, details, messages) => {
         if (err) return reject(err);
         const out: InflateResult[] = [];
         for (let k = 0; k < items.length; k++) {
@@ -135,6 +142,7 @@ export class NativeDecodePool implements ChunkPool {
           else if (code === 2) out.push({ code: 'ADLER', message: 'Adler-32 mismatch', stored: details[k * 2]!, computed: details[k * 2 + 1]! });
           else if (code === 4) out.push({ code: 'ERR_BUFFER_TOO_LARGE', message: `output larger than ${maxOutput}` });
           else if (code === 3) out.push({ code: 'Z_DATA_ERROR', message: messages?.[k] || 'invalid data' });
+          else if (code === 6) out.push({ code: 'EIO', message: messages?.[k] || 'read failed' });
           else out.push({ code: 'ENOMEM', message: 'out of memory' });
         }
         resolve(out);
