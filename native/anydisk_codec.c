@@ -147,9 +147,10 @@ static void execute(napi_env env, void *data) {
   }
 }
 
+/* The block's size rides in hint: V8 is told of the memory it holds, so it collects sooner. */
 static void free_block(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
+  int64_t ignored;
+  napi_adjust_external_memory(env, -(int64_t)(uintptr_t)hint, &ignored);
   free(data);
 }
 
@@ -168,7 +169,9 @@ static void complete(napi_env env, napi_status status, void *data) {
   } else {
     argv[0] = undef;
     size_t total = b->n * b->max_out;
-    napi_create_external_buffer(env, total > 0 ? total : 1, b->out, free_block, NULL, &argv[1]);
+    int64_t ignored;
+    napi_adjust_external_memory(env, (int64_t)total, &ignored);
+    napi_create_external_buffer(env, total > 0 ? total : 1, b->out, free_block, (void *)(uintptr_t)total, &argv[1]);
     void *p;
     napi_value ab;
     napi_create_arraybuffer(env, b->n * sizeof(double), &p, &ab);

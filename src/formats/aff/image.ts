@@ -44,9 +44,9 @@ export interface AffParts {
   cacheBudget?: number;
 }
 
-const DEFAULT_CACHE = 64 * 1024 * 1024;
+const DEFAULT_CACHE = 32 * 1024 * 1024;
 /** Pages decoded ahead of a sequential reader (two keep both cores of a small machine busy). */
-const PREFETCH_PAGES = 2;
+const PREFETCH_PAGES = 1;
 
 export class AffImage extends BaseDisk implements FormatImage {
   readonly format = FORMAT;

@@ -126,7 +126,7 @@ export class ChunkStore {
     opts: ChunkStoreOptions = {},
   ) {
     this.chunkCount = Math.ceil(mediaSize / chunkSize);
-    this.maxCacheBytes = Math.max(opts.cacheBytes ?? 64 * 1024 * 1024, 2 * chunkSize);
+    this.maxCacheBytes = Math.max(opts.cacheBytes ?? 32 * 1024 * 1024, 2 * chunkSize);
     this.readahead = opts.readahead ?? Math.max(2, Math.floor((1024 * 1024) / chunkSize));
     this.maxTableEntries = opts.tableEntries ?? 2_000_000;
     this.inflateMode = opts.inflate ?? 'workers';

@@ -28,6 +28,9 @@ export function runBackgroundMount(cli: string, args: string[]): Promise<number>
   const child = fork(cli, [...args, '--foreground', '--daemon-child', '--log-file', logFile], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    // The daemon's threads (FUSE workers, the thread pool) would each get a malloc arena of their
+    // own; two keep its resident memory bounded (docs/performance.md: the 200 MiB budget).
+    env: { MALLOC_ARENA_MAX: '2', ...process.env },
   });
   child.stdout!.on('data', (d: Buffer) => process.stdout.write(d));
   child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));

@@ -51,7 +51,7 @@ interface Addon {
 
 const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT: 7, DONE: 8 } as const;
 /** Read buffers kept for reuse (each MAX_IO bytes); more are allocated while many reads are in flight. */
-const POOL_KEEP = 32;
+const POOL_KEEP = 16;
 const KIND = { file: 1, zero: 2, bytes: 3 } as const;
 /** Reads served by JavaScript ask for the direct segments of the window around them, once. */
 const MAP_WINDOW = 16 << 20;
@@ -207,7 +207,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       directIo: !!opts.directIo,
       maxIo: MAX_IO,
       maxReadahead: MAX_IO,
-      maxThreads: 16,
+      maxThreads: 8,
     },
     onRequest,
   );
