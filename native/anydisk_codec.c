@@ -6,7 +6,8 @@
 //
 // Export: decodeChunks(buf, items: Float64Array [offset, length, kind 0 zlib | 1 data+Adler-32 |
 // 2 raw deflate, first maxOutput bytes,
-// logical size] per chunk, maxOutput, callback(err, block, lengths: Float64Array, codes: Int32Array,
+// logical size] per chunk, maxOutput, callback(err, block (the outputs back to back), lengths:
+// Float64Array (0 for failed chunks), codes: Int32Array,
 // details: Float64Array [stored, computed] per chunk, messages: string[])).
 
 #include <node_api.h>
@@ -147,13 +148,6 @@ static void execute(napi_env env, void *data) {
   }
 }
 
-/* The block's size rides in hint: V8 is told of the memory it holds, so it collects sooner. */
-static void free_block(napi_env env, void *data, void *hint) {
-  int64_t ignored;
-  napi_adjust_external_memory(env, -(int64_t)(uintptr_t)hint, &ignored);
-  free(data);
-}
-
 static void complete(napi_env env, napi_status status, void *data) {
   batch_t *b = data;
   napi_value cb, global, argv[6], undef;
@@ -168,10 +162,26 @@ static void complete(napi_env env, napi_status status, void *data) {
     free(b->out);
   } else {
     argv[0] = undef;
-    size_t total = b->n * b->max_out;
-    int64_t ignored;
-    napi_adjust_external_memory(env, (int64_t)total, &ignored);
-    napi_create_external_buffer(env, total > 0 ? total : 1, b->out, free_block, (void *)(uintptr_t)total, &argv[1]);
+    /* block is filled below */
+    /* The outputs, back to back, in a buffer V8 owns (and accounts for): chunk k starts where
+     * chunk k-1 ended; failed chunks take no room. */
+    size_t total = 0;
+    for (size_t k = 0; k < b->n; k++) {
+      if (b->codes[k] != OK) b->lengths[k] = 0;
+      total += (size_t)b->lengths[k];
+    }
+    void *block = NULL;
+    if (napi_create_buffer(env, total > 0 ? total : 1, &block, &argv[1]) != napi_ok || !block) {
+      /* the environment is going away (a worker thread ending): nobody to answer */
+      free(b->out);
+      goto done;
+    }
+    size_t at = 0;
+    for (size_t k = 0; k < b->n; k++) {
+      memcpy((uint8_t *)block + at, b->out + k * b->max_out, (size_t)b->lengths[k]);
+      at += (size_t)b->lengths[k];
+    }
+    free(b->out);
     void *p;
     napi_value ab;
     napi_create_arraybuffer(env, b->n * sizeof(double), &p, &ab);
@@ -194,6 +204,7 @@ static void complete(napi_env env, napi_status status, void *data) {
     }
     napi_call_function(env, global, cb, 6, argv, NULL);
   }
+done:
   if (b->buf_ref) napi_delete_reference(env, b->buf_ref);
   free(b->own_in);
   napi_delete_reference(env, b->cb_ref);

@@ -135,9 +135,13 @@ export class NativeDecodePool implements ChunkPool {
       start(flat, (err, block, lengths, codes, details, messages) => {
         if (err) return reject(err);
         const out: InflateResult[] = [];
+        let at = 0; // outputs lie back to back in block
         for (let k = 0; k < items.length; k++) {
           const code = codes[k]!;
-          if (code === 0) out.push({ ok: new Uint8Array(block.buffer, block.byteOffset + k * maxOutput, lengths[k]!) });
+          if (code === 0) {
+            out.push({ ok: new Uint8Array(block.buffer, block.byteOffset + at, lengths[k]!) });
+            at += lengths[k]!;
+          }
           else if (code === 1) out.push({ code: 'SHORT', message: 'stored chunk too small' });
           else if (code === 2) out.push({ code: 'ADLER', message: 'Adler-32 mismatch', stored: details[k * 2]!, computed: details[k * 2 + 1]! });
           else if (code === 4) out.push({ code: 'ERR_BUFFER_TOO_LARGE', message: `output larger than ${maxOutput}` });

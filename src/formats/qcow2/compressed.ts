@@ -68,12 +68,16 @@ export function decompressClusters(
   const all = new Promise<Array<Uint8Array | Error>>((resolve, reject) =>
     codec.decodeChunks(buf, items, clusterSize, (err, block, lengths, codes, _details, messages) => {
       if (err) return reject(err);
+      let at = 0; // outputs lie back to back in block
       resolve(
         parts.map((_, k) => {
           const fail = (why: string) => new CorruptImageError(FORMAT, `compressed cluster does not decompress (${why})`, where[k]!);
+          const n = lengths[k]!;
+          const from = at;
+          at += n;
           if (codes[k] !== 0) return fail(messages?.[k] || 'invalid data');
-          if (lengths[k] !== clusterSize) return fail(`${lengths[k]} of ${clusterSize} bytes`);
-          return new Uint8Array(block.buffer, block.byteOffset + k * clusterSize, clusterSize);
+          if (n !== clusterSize) return fail(`${n} of ${clusterSize} bytes`);
+          return new Uint8Array(block.buffer, block.byteOffset + from, clusterSize);
         }),
       );
     }),

@@ -194,3 +194,9 @@ test('writes, growth, truncation and fsync reach a writable growable file', asyn
     t.cleanup();
   }
 });
+
+test('-o options: direct_io and kernel_cache become per-file flags, libfuse 2 options are dropped, others pass', async () => {
+  const { splitOptions } = await import('./native.js');
+  assert.deepEqual(splitOptions(['direct_io', 'big_writes,max_write=131072', 'ro', 'kernel_cache,uid=1000']), { pass: ['ro', 'uid=1000'], directIo: true, kernelCache: true });
+  assert.deepEqual(splitOptions([]), { pass: [], directIo: false, kernelCache: false });
+});

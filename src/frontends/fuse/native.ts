@@ -77,7 +77,8 @@ function toNative(s: DirectSegment): NativeSegment {
 export async function mountNative(mountpoint: string, files: ViewFile[], opts: MountOptions = {}): Promise<MountedFs & { stats(): NativeStats }> {
   const native = loadNative();
   if (!native) throw new Error(`the native FUSE module is not available: ${nativeLoadError()}`);
-  const options = ['fsname=anydisk', 'subtype=anydisk', 'auto_unmount', ...(opts.allowOther ? ['allow_other'] : []), ...(opts.extra ?? [])].join(',');
+  const { pass, directIo, kernelCache } = splitOptions(opts.extra ?? []);
+  const options = ['fsname=anydisk', 'subtype=anydisk', 'auto_unmount', ...(opts.allowOther ? ['allow_other'] : []), ...pass].join(',');
   const growable = files.map((f) => typeof f.truncate === 'function');
   const mapped = files.map(() => new Set<number>());
   let handle: Handle | undefined;
@@ -203,8 +204,8 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       mountpoint,
       options,
       files: files.map((f, i) => ({ name: f.name, size: f.size, readOnly: f.readOnly, growable: growable[i]! })),
-      keepCache: !!opts.kernelCache,
-      directIo: !!opts.directIo,
+      keepCache: !!opts.kernelCache || kernelCache,
+      directIo: !!opts.directIo || directIo,
       maxIo: MAX_IO,
       maxReadahead: MAX_IO,
       maxThreads: 8,
@@ -238,6 +239,25 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       native.unmount(h);
     },
   };
+}
+
+/** Options of libfuse 2's high-level layer that are per-file flags or moot in the low-level API. */
+const HIGH_LEVEL_ONLY = /^(big_writes|auto_cache|hard_remove|use_ino|readdir_ino|max_write=.*|max_read=.*|max_readahead=.*)$/;
+
+/**
+ * -o options as xmount and the JavaScript binding took them: direct_io and kernel_cache become the
+ * addon's per-file flags, options only libfuse 2 knows are dropped, the rest go to the mount.
+ */
+export function splitOptions(extra: string[]): { pass: string[]; directIo: boolean; kernelCache: boolean } {
+  const pass: string[] = [];
+  let directIo = false;
+  let kernelCache = false;
+  for (const o of extra.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+    if (o === 'direct_io') directIo = true;
+    else if (o === 'kernel_cache') kernelCache = true;
+    else if (!HIGH_LEVEL_ONLY.test(o)) pass.push(o);
+  }
+  return { pass, directIo, kernelCache };
 }
 
 /**
