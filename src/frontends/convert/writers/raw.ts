@@ -16,6 +16,7 @@ export const rawOutput: OutputFormat = {
     const sink = await FileSink.create(path);
     try {
       await feedRange(disk, 0, disk.size, GRANULE, {
+        runs: true,
         async put(offset, data) {
           await sink.skipTo(offset);
           await sink.append(data);
