@@ -34,10 +34,14 @@ export class FileSink {
     readonly finalPath: string,
     readonly tempPath: string,
     private readonly fh: FileHandle,
+    private readonly sync: boolean,
   ) {}
 
-  /** Create `path` under a temporary name in the same directory. */
-  static async create(path: string): Promise<FileSink> {
+  /**
+   * Create `path` under a temporary name in the same directory. sync: false leaves out every
+   * fdatasync (qemu-img's cache=unsafe).
+   */
+  static async create(path: string, opts: { sync?: boolean } = {}): Promise<FileSink> {
     const temp = join(dirname(path), `.${basename(path)}.anydisk-${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`);
     let fh: FileHandle;
     try {
@@ -45,7 +49,7 @@ export class FileSink {
     } catch (err) {
       throw fromSystemError(err, path);
     }
-    return new FileSink(path, temp, fh);
+    return new FileSink(path, temp, fh, opts.sync !== false);
   }
 
   /** Current end of the appended stream. */
@@ -154,7 +158,7 @@ export class FileSink {
       throw fromSystemError(err, this.finalPath);
     }
     this.unsynced += data.length;
-    if (this.unsynced >= WRITEBACK && !this.syncing) {
+    if (this.sync && this.unsynced >= WRITEBACK && !this.syncing) {
       this.unsynced = 0;
       this.syncing = this.fh.datasync().then(
         () => (this.syncing = undefined),
@@ -174,7 +178,7 @@ export class FileSink {
     if (this.syncError) throw fromSystemError(this.syncError, this.finalPath);
     try {
       await this.fh.truncate(length ?? this.position);
-      await this.fh.datasync();
+      if (this.sync) await this.fh.datasync();
       await this.fh.close();
       this.done = true;
     } catch (err) {

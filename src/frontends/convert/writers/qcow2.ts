@@ -218,7 +218,7 @@ export const qcow2Output: OutputFormat = {
     if (o.compression_type && o.compression_type !== 'zlib') throw new InvalidArgumentError('qcow2: only compression_type=zlib is written');
     if (o.refcount_bits && o.refcount_bits !== '16') throw new InvalidArgumentError('qcow2: only refcount_bits=16 is written');
     if (o.preallocation && o.preallocation !== 'off') throw new InvalidArgumentError(`qcow2: preallocation=${o.preallocation} is not supported`);
-    const sink = await FileSink.create(path);
+    const sink = await FileSink.create(path, { sync: ctx.sync });
     try {
       const w = new Qcow2Writer(sink, disk.size, bits, compat === '0.10' || compat === 'v2' ? 2 : 3, ctx.compress);
       await w.start();

@@ -43,7 +43,7 @@ export async function writeVdiDynamic(disk: Disk, path: string, ctx: WriteContex
   const offBlocks = 512;
   const offData = Math.ceil((offBlocks + blocks * 4) / BLOCK) * BLOCK;
   const map = new Uint32Array(blocks).fill(FREE);
-  const sink = await FileSink.create(path);
+  const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
     await sink.skipTo(offData);
     let allocated = 0;

@@ -23,7 +23,7 @@ export async function writeView(viewName: string, what: string, disk: Disk, path
   try {
     for (const [i, f] of files.entries()) {
       const target = i === 0 ? path : join(dirname(path), f.name);
-      const sink = await FileSink.create(target);
+      const sink = await FileSink.create(target, { sync: ctx.sync });
       sinks.push(sink);
       await materialise(f, disk, sink, ctx);
       await sink.close(f.size);
