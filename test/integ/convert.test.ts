@@ -2,7 +2,7 @@
 // `anydisk map` and `anydisk compare` against qemu-img map / compare.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -138,6 +138,14 @@ test('convert: several inputs are concatenated; bad arguments and failures leave
     const flat = join(dir, 'ab.raw');
     run('qemu-img', ['convert', '-O', 'raw', out, flat]);
     assert.deepEqual(readFileSync(flat), Buffer.concat([readFileSync(a), readFileSync(b)]));
+    // -t unsafe (no fdatasync, as qemu-img convert) writes the same image; other modes are refused.
+    const fast = join(dir, 'ab-unsafe.qcow2');
+    assert.equal(anydisk(['convert', '-t', 'unsafe', '-O', 'qcow2', a, b, fast]).status, 0);
+    assert.match(run('qemu-img', ['compare', out, fast]), /Images are identical/);
+    rmSync(fast);
+    const bad = anydisk(['convert', '-t', 'bogus', '-O', 'raw', a, join(dir, 'x')]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /writeback or unsafe/);
     assert.notEqual(anydisk(['convert', '-O', 'nope', a, join(dir, 'x')]).status, 0);
     assert.notEqual(anydisk(['convert', '-O', 'qcow2', '-o', 'cluster_size=3000', a, join(dir, 'x')]).status, 0);
     assert.notEqual(anydisk(['convert', '-O', 'raw', a, a]).status, 0);

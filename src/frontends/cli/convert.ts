@@ -26,6 +26,7 @@ export function register(program: Command): void {
     .option('-c, --compress', 'compress the output (qcow2)')
     .option('-p, --progress', 'show a progress bar on a terminal')
     .option('-m, --parallel <n>', 'reads in flight', '8')
+    .option('-t, --cache <mode>', 'output cache mode: writeback (fdatasync before the rename) or unsafe (no fdatasync, qemu-img convert\'s default)', 'writeback')
     .action(async (files, opts) => {
       if (files.length < 2) throw new UsageError('convert needs at least one input and an output');
       const out = files[files.length - 1]!;
@@ -42,6 +43,7 @@ export function register(program: Command): void {
       }
       const depth = Number(opts.parallel);
       if (!Number.isInteger(depth) || depth < 1 || depth > 64) throw new UsageError(`-m must be 1..64, not '${opts.parallel}'`);
+      if (opts.cache !== 'writeback' && opts.cache !== 'unsafe') throw new UsageError(`-t must be writeback or unsafe, not '${opts.cache}'`);
       if (inputs.some((i) => resolve(i) === resolve(out))) throw new UsageError('the output cannot be one of the inputs');
 
       const { openInput } = await import('../input.js');
@@ -52,7 +54,7 @@ export function register(program: Command): void {
         const disk = input.disk;
         const progress = startProgress(!!opts.progress, disk.size, 'convert');
         try {
-          await fmt.write(disk, out, { options, compress: !!opts.compress, progress, identity: input.identity, depth });
+          await fmt.write(disk, out, { options, compress: !!opts.compress, progress, identity: input.identity, depth, sync: opts.cache !== 'unsafe' });
         } finally {
           progress.stop();
         }

@@ -31,11 +31,16 @@ export async function extentList(disk: Disk, start: number, end: number): Promis
 
 const ZERO = Buffer.alloc(1024 * 1024);
 
-/** Whether every byte is zero (memcmp against a zero page, 1 MiB at a time). */
+/**
+ * Whether every byte is zero: memcmp against a zero buffer, 1 MiB at a time. A non-zero first
+ * word (the common case for data) answers without the call.
+ */
 export function isAllZero(buf: Uint8Array): boolean {
-  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  for (let pos = 0; pos < b.length; pos += ZERO.length) {
-    const n = Math.min(ZERO.length, b.length - pos);
+  const b = buf instanceof Buffer ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const len = b.length;
+  if (len >= 8 && b.readUInt32LE(0) !== 0) return false;
+  for (let pos = 0; pos < len; pos += ZERO.length) {
+    const n = Math.min(ZERO.length, len - pos);
     if (b.compare(ZERO, 0, n, pos, pos + n) !== 0) return false;
   }
   return true;

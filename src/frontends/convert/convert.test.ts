@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryDisk } from '../../../test/harness/memory-disk.js';
-import { patternBytes, tempDir } from '../../../test/harness/tools.js';
+import { patternBytes, run, tempDir } from '../../../test/harness/tools.js';
 import { compareDisks } from './compare.js';
 import { mapEntries } from './map.js';
 import { firstDifference, isAllZero, orderedPipeline } from './blocks.js';
@@ -35,6 +35,48 @@ test('feed: reads only data extents, drops zero granules, keeps order', async ()
   });
   assert.deepEqual(got, [[0, 65536], [MiB, 65536], [MiB + 65536, 65536]]);
   assert.ok(d.reads <= 4, `reads: ${d.reads}`);
+});
+
+test('feed: with runs, consecutive non-zero granules come as one piece, split at zero granules and chunk ends', async () => {
+  // All data extents (one read range from 0), zeros inside it.
+  const d = new MemoryDisk(4 * MiB, { granule: 65536, data: new Uint8Array(4 * MiB) });
+  d.data.fill(0x5a, 0, 3 * 65536);
+  d.data.fill(0x5b, 4 * 65536, 5 * 65536);
+  d.data.fill(0x5c, MiB - 65536, MiB + 2 * 65536 + 10); // crosses the 1 MiB chunk edge
+  const got: Array<[number, number]> = [];
+  await feedRange(d, 0, d.size, 65536, {
+    runs: true,
+    async put(off, data) {
+      assert.ok(Buffer.from(data).equals(d.data.subarray(off, off + data.length)), `bytes at ${off}`);
+      got.push([off, data.length]);
+    },
+  }, { chunk: MiB });
+  assert.deepEqual(got, [[0, 3 * 65536], [4 * 65536, 65536], [MiB - 65536, 65536], [MiB, 3 * 65536]]);
+});
+
+test('convert: dense data in long runs (across qcow2 L2 tables, odd tail) stays identical for qemu-img', async () => {
+  const { dir, cleanup } = tempDir('convruns');
+  try {
+    const size = 6 * MiB + 3 * 4096 + 512; // a short last qcow2 cluster and vdi block
+    const d = new MemoryDisk(size, { granule: 65536, data: patternBytes(size, 7) });
+    d.mark(3 * MiB, 2 * 65536, 'zero'); // one hole in the middle of the runs
+    const flat = join(dir, 'flat.raw');
+    await findOutput('raw')!.write(d, flat, ctx);
+    assert.deepEqual(new Uint8Array(readFileSync(flat)), d.data);
+    const cases: Array<[string, string, Record<string, string>]> = [
+      ['qcow2', 'qcow2', { cluster_size: '4096' }], // an L2 table covers 2 MiB: runs cross three
+      ['qcow2', 'qcow2', {}],
+      ['vdi', 'vdi', {}],
+    ];
+    for (const [i, [fmt, qemu, options]] of cases.entries()) {
+      const out = join(dir, `out${i}.${fmt}`);
+      await findOutput(fmt)!.write(d, out, { ...ctx, options });
+      assert.match(run('qemu-img', ['compare', '-f', 'raw', '-F', qemu, flat, out]), /Images are identical/, `${fmt} ${JSON.stringify(options)}`);
+      assert.match(run('qemu-img', ['check', '-f', qemu, out]), /No errors were found/, `${fmt} ${JSON.stringify(options)}`);
+    }
+  } finally {
+    cleanup();
+  }
 });
 
 test('map: depth, present, zero, data as qemu-img reports them for a chain', async () => {

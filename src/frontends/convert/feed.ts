@@ -14,13 +14,19 @@ export interface GranuleSink<P = unknown> {
    * only valid until put() resolves (its buffer is reused): copy what must be kept.
    */
   put(offset: number, data: Uint8Array, prepared: P): Promise<void>;
+  /**
+   * Without prepare(): put() may receive a run of consecutive non-zero granules at once (data is
+   * then a whole number of granules, shorter only at the end of the range), so the writer can
+   * write it with one call and without copying it.
+   */
+  readonly runs?: boolean;
 }
 
 export interface FeedOptions {
   progress?: Progress;
   /** Chunks read in parallel. */
   depth?: number;
-  /** Bytes per read. */
+  /** Bytes per read (default 8 MiB, rounded down to whole granules). */
   chunk?: number;
 }
 
@@ -42,9 +48,12 @@ class BufferPool {
   }
 }
 
+const DEFAULT_CHUNK = 8 * 1024 * 1024;
+
 export async function feedRange<P>(disk: Disk, start: number, end: number, granule: number, sink: GranuleSink<P>, opts: FeedOptions = {}): Promise<void> {
   const depth = opts.depth ?? 8;
-  const chunk = Math.max(granule, Math.floor((opts.chunk ?? 4 * 1024 * 1024) / granule) * granule);
+  const chunk = Math.max(granule, Math.floor((opts.chunk ?? DEFAULT_CHUNK) / granule) * granule);
+  const runs = !!sink.runs && !sink.prepare;
   const window = Math.max(granule, Math.floor(EXTENT_WINDOW / granule) * granule);
   const progress = opts.progress;
   const pool = new BufferPool(chunk);
@@ -83,9 +92,11 @@ export async function feedRange<P>(disk: Disk, start: number, end: number, granu
         }
         const pieces: Piece<P>[] = [];
         for (let p = 0; p < buf.length; p += granule) {
-          const data = buf.subarray(p, Math.min(buf.length, p + granule));
-          if (isAllZero(data)) continue;
-          pieces.push({ offset: s + p, data, prepared: undefined as P });
+          const q = Math.min(buf.length, p + granule);
+          if (isAllZero(buf.subarray(p, q))) continue;
+          const last = pieces[pieces.length - 1];
+          if (runs && last && last.offset + last.data.length === s + p) last.data = buf.subarray(last.offset - s, q);
+          else pieces.push({ offset: s + p, data: buf.subarray(p, q), prepared: undefined as P });
         }
         if (sink.prepare) await Promise.all(pieces.map(async (pc) => (pc.prepared = await sink.prepare!(pc.offset, pc.data))));
         return { whole, pieces };

@@ -1,16 +1,31 @@
-// An output file being written: appends are buffered into large writes, positioned writes go
-// straight to the file (headers written last), and the whole thing lives under a temporary name
-// until commit() renames it into place. abort() removes it.
+// An output file being written: small appends are gathered into large writes (one in flight while
+// the next buffer fills), large appends are written straight from the caller's buffer (no copy),
+// positioned writes go to the file (headers written last), and the whole thing lives under a
+// temporary name until commit() renames it into place. abort() removes it. Writeback of what is
+// written starts early (a background fdatasync now and then, never more than one at a time) so
+// the one fdatasync of commit() has little left to do.
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fromSystemError } from '../../core/errors.js';
 import { isAllZero } from './blocks.js';
 
 const BUFFER = 4 * 1024 * 1024;
+/** Appends at least this long are written from the caller's buffer. */
+const DIRECT = 256 * 1024;
+/** Bytes written between background fdatasyncs (starting the kernel's writeback early). */
+const WRITEBACK = 64 * 1024 * 1024;
 
 export class FileSink {
   private buf: Buffer = Buffer.allocUnsafe(BUFFER);
+  private spare: Buffer | undefined = Buffer.allocUnsafe(BUFFER);
   private bufLen = 0;
+  /** The buffer write in flight, if any (its failure surfaces at the next write). */
+  private pending: Promise<void> | undefined;
+  private pendingBuf: Buffer | undefined;
+  /** Background fdatasync in flight, and bytes written since the last one started. */
+  private syncing: Promise<unknown> | undefined;
+  private syncError: unknown;
+  private unsynced = 0;
   /** File offset where the buffer starts. */
   private bufStart = 0;
   private done = false;
@@ -19,10 +34,14 @@ export class FileSink {
     readonly finalPath: string,
     readonly tempPath: string,
     private readonly fh: FileHandle,
+    private readonly sync: boolean,
   ) {}
 
-  /** Create `path` under a temporary name in the same directory. */
-  static async create(path: string): Promise<FileSink> {
+  /**
+   * Create `path` under a temporary name in the same directory. sync: false leaves out every
+   * fdatasync (qemu-img's cache=unsafe).
+   */
+  static async create(path: string, opts: { sync?: boolean } = {}): Promise<FileSink> {
     const temp = join(dirname(path), `.${basename(path)}.anydisk-${process.pid}-${Math.random().toString(36).slice(2, 8)}.tmp`);
     let fh: FileHandle;
     try {
@@ -30,7 +49,7 @@ export class FileSink {
     } catch (err) {
       throw fromSystemError(err, path);
     }
-    return new FileSink(path, temp, fh);
+    return new FileSink(path, temp, fh, opts.sync !== false);
   }
 
   /** Current end of the appended stream. */
@@ -38,17 +57,22 @@ export class FileSink {
     return this.bufStart + this.bufLen;
   }
 
-  /** Append at the end of the stream; returns the offset where it landed. */
+  /**
+   * Append at the end of the stream; returns the offset where it landed. data may be reused by
+   * the caller once the returned promise resolves.
+   */
   async append(data: Uint8Array): Promise<number> {
     const at = this.position;
-    if (this.bufLen + data.length > BUFFER) await this.drain();
-    if (data.length >= BUFFER) {
+    if (data.length >= DIRECT) {
+      await this.drain();
+      await this.settle();
       await this.writeAt(data, this.bufStart);
       this.bufStart += data.length;
-    } else {
-      this.buf.set(data, this.bufLen);
-      this.bufLen += data.length;
+      return at;
     }
+    if (this.bufLen + data.length > BUFFER) await this.drain();
+    this.buf.set(data, this.bufLen);
+    this.bufLen += data.length;
     return at;
   }
 
@@ -56,11 +80,19 @@ export class FileSink {
   async appendSparse(data: Uint8Array): Promise<number> {
     const at = this.position;
     const G = 64 * 1024;
-    for (let p = 0; p < data.length; p += G) {
-      const part = data.subarray(p, Math.min(data.length, p + G));
-      if (isAllZero(part)) await this.skipTo(at + p + part.length);
-      else await this.append(part);
+    // Runs of non-zero pieces go out with one append each.
+    let run = -1;
+    for (let p = 0; ; p = Math.min(data.length, p + G)) {
+      const end = p >= data.length;
+      const zero = end || isAllZero(data.subarray(p, Math.min(data.length, p + G)));
+      if (zero && run >= 0) {
+        await this.skipTo(at + run);
+        await this.append(data.subarray(run, p));
+        run = -1;
+      } else if (!zero && run < 0) run = p;
+      if (end) break;
     }
+    await this.skipTo(at + data.length);
     return at;
   }
 
@@ -83,14 +115,36 @@ export class FileSink {
   /** Write at an absolute offset (outside the buffered region). */
   async pwrite(data: Uint8Array, offset: number): Promise<void> {
     if (this.bufLen && offset < this.bufStart + this.bufLen && offset + data.length > this.bufStart) await this.drain();
+    await this.settle();
     await this.writeAt(data, offset);
   }
 
+  /** Start writing the buffer (after the previous buffer write finished) and switch buffers. */
   private async drain(): Promise<void> {
     if (this.bufLen === 0) return;
-    await this.writeAt(this.buf.subarray(0, this.bufLen), this.bufStart);
+    await this.settle();
+    const full = this.buf;
+    const write = this.writeAt(full.subarray(0, this.bufLen), this.bufStart);
+    this.pending = write;
+    this.pendingBuf = full;
+    write.catch(() => undefined); // observed by settle()
+    this.buf = this.spare ?? Buffer.allocUnsafe(BUFFER);
+    this.spare = undefined;
     this.bufStart += this.bufLen;
     this.bufLen = 0;
+  }
+
+  /** Wait for the buffer write in flight; rethrow its failure. */
+  private async settle(): Promise<void> {
+    const p = this.pending;
+    if (!p) return;
+    try {
+      await p;
+    } finally {
+      this.pending = undefined;
+      this.spare = this.pendingBuf;
+      this.pendingBuf = undefined;
+    }
   }
 
   private async writeAt(data: Uint8Array, offset: number): Promise<void> {
@@ -103,33 +157,44 @@ export class FileSink {
     } catch (err) {
       throw fromSystemError(err, this.finalPath);
     }
+    this.unsynced += data.length;
+    if (this.sync && this.unsynced >= WRITEBACK && !this.syncing) {
+      this.unsynced = 0;
+      this.syncing = this.fh.datasync().then(
+        () => (this.syncing = undefined),
+        (err) => {
+          this.syncing = undefined;
+          this.syncError ??= err;
+        },
+      );
+    }
   }
 
-  /** Flush buffers, set the file length, fsync, close, rename into place. */
-  async commit(length?: number): Promise<void> {
+  /** Everything written and on stable storage (one fdatasync; a background one is waited for). */
+  private async finishWrites(length: number | undefined): Promise<void> {
     await this.drain();
+    await this.settle();
+    await this.syncing;
+    if (this.syncError) throw fromSystemError(this.syncError, this.finalPath);
     try {
       await this.fh.truncate(length ?? this.position);
-      await this.fh.sync();
+      if (this.sync) await this.fh.datasync();
       await this.fh.close();
       this.done = true;
-      await rename(this.tempPath, this.finalPath);
     } catch (err) {
       throw fromSystemError(err, this.finalPath);
     }
+  }
+
+  /** Flush buffers, set the file length, fdatasync, close, rename into place. */
+  async commit(length?: number): Promise<void> {
+    await this.finishWrites(length);
+    await this.renameIntoPlace();
   }
 
   /** Flush, set the length and close, but keep the temporary name (for multi-file outputs). */
   async close(length?: number): Promise<void> {
-    await this.drain();
-    try {
-      await this.fh.truncate(length ?? this.position);
-      await this.fh.sync();
-      await this.fh.close();
-      this.done = true;
-    } catch (err) {
-      throw fromSystemError(err, this.finalPath);
-    }
+    await this.finishWrites(length);
   }
 
   async renameIntoPlace(): Promise<void> {
@@ -142,6 +207,8 @@ export class FileSink {
 
   /** Remove the temporary file. */
   async abort(): Promise<void> {
+    await this.pending?.catch(() => undefined);
+    await this.syncing;
     if (!this.done) await this.fh.close().catch(() => undefined);
     this.done = true;
     await unlink(this.tempPath).catch(() => undefined);

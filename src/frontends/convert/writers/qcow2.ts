@@ -76,6 +76,7 @@ export class Qcow2Writer {
   }
 
   async put(offset: number, data: Uint8Array, compressed: Buffer | undefined): Promise<void> {
+    if (!compressed && data.length > this.cs) return this.putRun(offset, data);
     const cluster = offset / this.cs;
     const l2i = Math.floor(cluster / this.l2Entries);
     if (l2i !== this.l2Index) {
@@ -97,6 +98,32 @@ export class Qcow2Writer {
       entry = COPIED | BigInt(host);
     }
     this.l2[cluster % this.l2Entries] = entry;
+  }
+
+  /**
+   * A run of consecutive clusters (uncompressed; the last one may be short at the end of the
+   * disk): one append per L2 table it touches, the clusters land back to back.
+   */
+  private async putRun(offset: number, data: Uint8Array): Promise<void> {
+    const cs = this.cs;
+    let p = 0;
+    while (p < data.length) {
+      const cluster = (offset + p) / cs;
+      const l2i = Math.floor(cluster / this.l2Entries);
+      if (l2i !== this.l2Index) {
+        await this.flushL2();
+        this.l2Index = l2i;
+      }
+      const q = Math.min(data.length, (l2i + 1) * this.l2Entries * cs - offset);
+      const host = await this.sink.alignTo(cs);
+      await this.sink.append(data.subarray(p, q));
+      const n = Math.ceil((q - p) / cs);
+      for (let k = 0; k < n; k++) {
+        this.refs.add(host / cs + k);
+        this.l2[(cluster + k) % this.l2Entries] = COPIED | BigInt(host + k * cs);
+      }
+      p = q;
+    }
   }
 
   private async flushL2(): Promise<void> {
@@ -191,14 +218,14 @@ export const qcow2Output: OutputFormat = {
     if (o.compression_type && o.compression_type !== 'zlib') throw new InvalidArgumentError('qcow2: only compression_type=zlib is written');
     if (o.refcount_bits && o.refcount_bits !== '16') throw new InvalidArgumentError('qcow2: only refcount_bits=16 is written');
     if (o.preallocation && o.preallocation !== 'off') throw new InvalidArgumentError(`qcow2: preallocation=${o.preallocation} is not supported`);
-    const sink = await FileSink.create(path);
+    const sink = await FileSink.create(path, { sync: ctx.sync });
     try {
       const w = new Qcow2Writer(sink, disk.size, bits, compat === '0.10' || compat === 'v2' ? 2 : 3, ctx.compress);
       await w.start();
-      await feedRange(disk, 0, disk.size, cs, {
-        prepare: (_off, data) => w.prepare(data),
-        put: (off, data, comp) => w.put(off, data, comp),
-      }, { progress: ctx.progress, depth: ctx.depth });
+      const sinkFor = ctx.compress
+        ? { prepare: (_off: number, data: Uint8Array) => w.prepare(data), put: (off: number, data: Uint8Array, comp: Buffer | undefined) => w.put(off, data, comp) }
+        : { runs: true, put: (off: number, data: Uint8Array) => w.put(off, data, undefined) };
+      await feedRange<Buffer | undefined>(disk, 0, disk.size, cs, sinkFor, { progress: ctx.progress, depth: ctx.depth });
       await sink.commit(await w.finish());
     } catch (err) {
       await sink.abort();

@@ -13,9 +13,10 @@ export const rawOutput: OutputFormat = {
   options: ['preallocation'],
   async write(disk: Disk, path: string, ctx: WriteContext): Promise<void> {
     if (ctx.options.preallocation && ctx.options.preallocation !== 'off') throw new Error(`raw: preallocation=${ctx.options.preallocation} is not supported`);
-    const sink = await FileSink.create(path);
+    const sink = await FileSink.create(path, { sync: ctx.sync });
     try {
       await feedRange(disk, 0, disk.size, GRANULE, {
+        runs: true,
         async put(offset, data) {
           await sink.skipTo(offset);
           await sink.append(data);

@@ -13,6 +13,11 @@ export interface WriteContext {
   identity: string;
   /** Parallel reads in flight. */
   depth: number;
+  /**
+   * fdatasync the output before it is renamed into place (default). false is qemu-img convert's
+   * default cache mode (`-t unsafe`): the data is left to the kernel's writeback.
+   */
+  sync?: boolean;
 }
 
 export interface OutputFormat {

@@ -43,15 +43,18 @@ export async function writeVdiDynamic(disk: Disk, path: string, ctx: WriteContex
   const offBlocks = 512;
   const offData = Math.ceil((offBlocks + blocks * 4) / BLOCK) * BLOCK;
   const map = new Uint32Array(blocks).fill(FREE);
-  const sink = await FileSink.create(path);
+  const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
     await sink.skipTo(offData);
     let allocated = 0;
     await feedRange(disk, 0, disk.size, BLOCK, {
+      runs: true,
       async put(offset, data) {
-        map[offset / BLOCK] = allocated++;
+        // A run of blocks: they land back to back, numbered in order.
+        const n = Math.ceil(data.length / BLOCK);
+        for (let k = 0; k < n; k++) map[offset / BLOCK + k] = allocated++;
         await sink.appendSparse(data);
-        if (data.length < BLOCK) await sink.skipTo(sink.position + BLOCK - data.length);
+        if (data.length < n * BLOCK) await sink.skipTo(sink.position + n * BLOCK - data.length);
       },
     }, { progress: ctx.progress, depth: ctx.depth });
     const end = sink.position;

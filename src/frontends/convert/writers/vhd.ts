@@ -80,7 +80,7 @@ export async function writeVhdDynamic(disk: Disk, path: string, ctx: WriteContex
   const batBytes = Math.ceil((entries * 4) / 512) * 512;
   const bat = new Uint32Array(entries).fill(0xffffffff);
   const uuid = randomUuid();
-  const sink = await FileSink.create(path);
+  const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
     await sink.skipTo(batOffset + batBytes);
     const bitmap = new Uint8Array(BITMAP).fill(0xff);

@@ -145,7 +145,7 @@ export async function writeVhdx(disk: Disk, path: string, ctx: WriteContext): Pr
   for (let i = 0; i < dataBlocks; i++) bat[i + Math.floor(i / chunkRatio)] = unallocated;
   const dataStart = BAT_OFFSET + batLength;
 
-  const sink = await FileSink.create(path);
+  const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
     await sink.skipTo(dataStart);
     await feedRange(disk, 0, disk.size, blockSize, {

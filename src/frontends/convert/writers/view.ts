@@ -7,7 +7,7 @@ import { UnsupportedFeatureError } from '../../../core/errors.js';
 import { findView } from '../../../views/index.js';
 import { RegionFile } from '../../../views/regions.js';
 import type { ViewFile } from '../../../views/types.js';
-import { isAllZero, orderedPipeline } from '../blocks.js';
+import { orderedPipeline } from '../blocks.js';
 import { feedRange } from '../feed.js';
 import { FileSink } from '../sink.js';
 import { GRANULE } from './raw.js';
@@ -23,7 +23,7 @@ export async function writeView(viewName: string, what: string, disk: Disk, path
   try {
     for (const [i, f] of files.entries()) {
       const target = i === 0 ? path : join(dirname(path), f.name);
-      const sink = await FileSink.create(target);
+      const sink = await FileSink.create(target, { sync: ctx.sync });
       sinks.push(sink);
       await materialise(f, disk, sink, ctx);
       await sink.close(f.size);
@@ -41,6 +41,7 @@ async function materialise(file: ViewFile, disk: Disk, sink: FileSink, ctx: Writ
       if (r.kind === 'zero') continue;
       if (r.kind === 'disk') {
         await feedRange(disk, r.diskOffset, r.diskOffset + r.length, GRANULE, {
+          runs: true,
           async put(off, data) {
             await sink.skipTo(r.start + off - r.diskOffset);
             await sink.append(data);
@@ -69,12 +70,8 @@ async function copyThrough(file: ViewFile, sink: FileSink, start: number, end: n
       return buf;
     },
     async (buf, i) => {
-      for (let p = 0; p < buf.length; p += GRANULE) {
-        const part = buf.subarray(p, Math.min(buf.length, p + GRANULE));
-        if (isAllZero(part)) continue;
-        await sink.skipTo(start + i * CHUNK + p);
-        await sink.append(part);
-      }
+      await sink.skipTo(start + i * CHUNK);
+      await sink.appendSparse(buf);
       if (count) ctx.progress.add(buf.length);
     },
   );

@@ -116,7 +116,7 @@ export async function writeVmdkSparse(disk: Disk, path: string, ctx: WriteContex
     vmdkDescriptor({ createType: stream ? 'streamOptimized' : 'monolithicSparse', capacity, fileName: basename(path), adapter, hwversion }),
   );
   if (desc.length > DESC_SECTORS * 512) throw new InvalidArgumentError('vmdk: descriptor too long');
-  const sink = await FileSink.create(path);
+  const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
     if (stream) await writeStream(disk, sink, ctx, capacity, gdEntries, gdSectors, desc);
     else await writeMonolithic(disk, sink, ctx, capacity, gdEntries, gdSectors, desc);
