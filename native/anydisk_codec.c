@@ -10,6 +10,7 @@
 // Float64Array (0 for failed chunks), codes: Int32Array,
 // details: Float64Array [stored, computed] per chunk, messages: string[])).
 
+#define _GNU_SOURCE
 #include <node_api.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -315,13 +316,57 @@ static napi_value js_adler32(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* dataRanges(fd, offset, length, max): the data ranges of a sparse file inside [offset, offset+length)
+ * as a Float64Array [start, end, start, end, ...] (SEEK_DATA/SEEK_HOLE). Past max ranges, or where
+ * the file system cannot tell, the rest counts as data. */
+static napi_value js_data_ranges(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], out, ab;
+  int32_t fd;
+  double off, len, maxr;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_double(env, argv[1], &off) != napi_ok || napi_get_value_double(env, argv[2], &len) != napi_ok ||
+      napi_get_value_double(env, argv[3], &maxr) != napi_ok || off < 0 || len < 0 || maxr < 1 || maxr > 1e6)
+    return fail(env, "dataRanges(fd, offset, length, max)");
+  size_t cap = (size_t)maxr, n = 0;
+  double *r = malloc(cap * 2 * sizeof(double));
+  if (!r) return fail(env, "out of memory");
+  off_t pos = (off_t)off, end = (off_t)(off + len);
+  while (pos < end) {
+    off_t d = lseek(fd, pos, SEEK_DATA);
+    if (d < 0) {
+      if (errno == ENXIO) break; /* only a hole up to the end of the file */
+      d = pos;                   /* cannot tell: data */
+      r[n * 2] = (double)d;
+      r[n * 2 + 1] = (double)end;
+      n++;
+      break;
+    }
+    if (d >= end) break;
+    off_t h = lseek(fd, d, SEEK_HOLE);
+    if (h < 0 || h > end) h = end;
+    if (n == cap - 1) h = end; /* the last slot takes the rest */
+    r[n * 2] = (double)d;
+    r[n * 2 + 1] = (double)h;
+    n++;
+    pos = h;
+  }
+  void *p;
+  napi_create_arraybuffer(env, n * 2 * sizeof(double), &p, &ab);
+  if (n) memcpy(p, r, n * 2 * sizeof(double));
+  free(r);
+  napi_create_typedarray(env, napi_float64_array, n * 2, ab, 0, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"decodeChunks", NULL, js_decode, NULL, NULL, NULL, napi_enumerable, NULL},
     {"adler32", NULL, js_adler32, NULL, NULL, NULL, napi_enumerable, NULL},
     {"decodeChunksAt", NULL, js_decode_at, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dataRanges", NULL, js_data_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, 3, props);
+  napi_define_properties(env, exports, 4, props);
   return exports;
 }
 

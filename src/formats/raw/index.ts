@@ -4,6 +4,11 @@
 import { existsSync } from 'node:fs';
 import { BaseDisk, checkRange, type DirectPiece, type Extent } from '../../core/disk.js';
 import { IoError, ReadOnlyError } from '../../core/errors.js';
+import { pushExtent } from '../../core/extents.js';
+import { loadAddon } from '../../core/native.js';
+
+/** Data ranges asked of the file system per call; past that the rest counts as data. */
+const MAX_RANGES = 65536;
 import { isUrl } from '../../sources/locate.js';
 import type { ByteSource } from '../../sources/source.js';
 import { SplitSource, splitSetNames } from '../../sources/split.js';
@@ -39,9 +44,31 @@ export class RawImage extends BaseDisk implements FormatImage {
     await this.source.flush();
   }
 
+  /**
+   * Holes of a sparse local file read as zeros and are reported so (SEEK_DATA/SEEK_HOLE through
+   * the native codec, for files opened read-only); everything else is data.
+   */
   override async extents(offset: number, length: number): Promise<Extent[]> {
     checkRange(this, offset, length);
-    return length ? [{ offset, length, kind: 'data', depth: 0 }] : [];
+    if (!length) return [];
+    const codec = loadAddon<{ dataRanges(fd: number, offset: number, length: number, max: number): Float64Array }>('anydisk_codec');
+    const runs = codec ? this.source.fileRuns?.(offset, length) : undefined;
+    if (!codec || !runs) return [{ offset, length, kind: 'data', depth: 0 }];
+    const out: Extent[] = [];
+    let pos = offset;
+    for (const r of runs) {
+      const ranges = codec.dataRanges(r.fd, r.fileOffset, r.length, MAX_RANGES);
+      let at = r.fileOffset;
+      for (let k = 0; k < ranges.length; k += 2) {
+        const [s, e] = [ranges[k]!, ranges[k + 1]!];
+        if (s > at) pushExtent(out, pos + (at - r.fileOffset), s - at, 'zero', 0);
+        pushExtent(out, pos + (s - r.fileOffset), e - s, 'data', 0);
+        at = e;
+      }
+      if (at < r.fileOffset + r.length) pushExtent(out, pos + (at - r.fileOffset), r.fileOffset + r.length - at, 'zero', 0);
+      pos += r.length;
+    }
+    return out;
   }
 
   async directMap(offset: number, length: number): Promise<DirectPiece[]> {
