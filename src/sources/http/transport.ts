@@ -3,7 +3,13 @@
 // timeout and a hard deadline. Knows nothing about ranges or retries: see fetcher.ts.
 
 import { rootCertificates } from 'node:tls';
-import { Agent, EnvHttpProxyAgent, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher } from 'undici';
+
+// undici takes a quarter of a second to load: only commands that open a URL pay for it.
+type Undici = typeof import('undici');
+let undici: Undici | undefined;
+const loadUndici = (): Undici => (undici ??= createRequire(import.meta.url)('undici') as Undici);
 import { extraCaCerts, type HttpOptions } from './options.js';
 
 export type Headers = Record<string, string | string[] | undefined>;
@@ -200,6 +206,7 @@ function makeDispatcher(o: HttpOptions): Dispatcher {
   };
   const env = process.env;
   const envProxy = env.HTTP_PROXY || env.http_proxy || env.HTTPS_PROXY || env.https_proxy;
+  const { Agent, EnvHttpProxyAgent } = loadUndici();
   if (o.proxy === false || (o.proxy === undefined && !envProxy)) return new Agent(common);
   const p = o.proxy || {};
   return new EnvHttpProxyAgent({
