@@ -1,14 +1,15 @@
 // Chunk decoding for EWF off the JavaScript thread: a batch of stored chunks that sit in one
 // buffer is decoded on libuv's thread pool with zlib (inflate, which checks the stream's own
-// Adler-32, or an Adler-32 check of a stored chunk), into one output block. JavaScript gets one
-// callback per batch: the block, and per chunk its length or an error. No format knowledge here
+// Adler-32, or an Adler-32 check of a stored chunk), into an output buffer JavaScript allocated
+// (chunk k at k * maxOutput). JavaScript gets one callback per batch: per chunk its length or an
+// error. No format knowledge here
 // beyond "zlib stream" and "data followed by a little-endian Adler-32".
 //
 // Export: decodeChunks(buf, items: Float64Array [offset, length, kind 0 zlib | 1 data+Adler-32 |
-// 2 raw deflate, first maxOutput bytes,
-// logical size] per chunk, maxOutput, callback(err, block (the outputs back to back), lengths:
-// Float64Array (0 for failed chunks), codes: Int32Array,
-// details: Float64Array [stored, computed] per chunk, messages: string[])).
+// 2 raw deflate, first maxOutput bytes, logical size] per chunk, maxOutput, out, callback(err,
+// lengths: Float64Array (0 for failed chunks), codes: Int32Array, details: Float64Array [stored,
+// computed] per chunk, messages: string[] | undefined)); decodeChunksAt(fd, offset, length, ...the
+// same) reads its input itself; adler32(buf); dataRanges(fd, offset, length, max).
 
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -28,6 +29,7 @@ typedef struct {
   uint64_t fd_off;
   uint8_t *own_in;
   napi_ref cb_ref;
+  napi_ref out_ref; /* the output buffer, JavaScript's: chunk k at k * max_out */
   const uint8_t *in;
   size_t in_len;
   double *items;
@@ -160,53 +162,34 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_create_string_utf8(env, "decodeChunks was cancelled", NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, NULL, msg, &argv[0]);
     napi_call_function(env, global, cb, 1, argv, NULL);
-    free(b->out);
   } else {
     argv[0] = undef;
-    /* block is filled below */
-    /* The outputs, back to back, in a buffer V8 owns (and accounts for): chunk k starts where
-     * chunk k-1 ended; failed chunks take no room. */
-    size_t total = 0;
-    for (size_t k = 0; k < b->n; k++) {
+    for (size_t k = 0; k < b->n; k++)
       if (b->codes[k] != OK) b->lengths[k] = 0;
-      total += (size_t)b->lengths[k];
-    }
-    void *block = NULL;
-    if (napi_create_buffer(env, total > 0 ? total : 1, &block, &argv[1]) != napi_ok || !block) {
-      /* the environment is going away (a worker thread ending): nobody to answer */
-      free(b->out);
-      goto done;
-    }
-    size_t at = 0;
-    for (size_t k = 0; k < b->n; k++) {
-      memcpy((uint8_t *)block + at, b->out + k * b->max_out, (size_t)b->lengths[k]);
-      at += (size_t)b->lengths[k];
-    }
-    free(b->out);
     void *p;
     napi_value ab;
     napi_create_arraybuffer(env, b->n * sizeof(double), &p, &ab);
     memcpy(p, b->lengths, b->n * sizeof(double));
-    napi_create_typedarray(env, napi_float64_array, b->n, ab, 0, &argv[2]);
+    napi_create_typedarray(env, napi_float64_array, b->n, ab, 0, &argv[1]);
     napi_create_arraybuffer(env, b->n * sizeof(int32_t), &p, &ab);
     memcpy(p, b->codes, b->n * sizeof(int32_t));
-    napi_create_typedarray(env, napi_int32_array, b->n, ab, 0, &argv[3]);
+    napi_create_typedarray(env, napi_int32_array, b->n, ab, 0, &argv[2]);
     napi_create_arraybuffer(env, b->n * 2 * sizeof(double), &p, &ab);
     memcpy(p, b->details, b->n * 2 * sizeof(double));
-    napi_create_typedarray(env, napi_float64_array, b->n * 2, ab, 0, &argv[4]);
+    napi_create_typedarray(env, napi_float64_array, b->n * 2, ab, 0, &argv[3]);
     /* messages only when something failed */
-    argv[5] = undef;
+    argv[4] = undef;
     for (size_t k = 0; k < b->n; k++) {
       if (b->codes[k] == OK) continue;
-      if (argv[5] == undef) napi_create_array_with_length(env, b->n, &argv[5]);
+      if (argv[4] == undef) napi_create_array_with_length(env, b->n, &argv[4]);
       napi_value s;
       napi_create_string_utf8(env, b->msgs[k], NAPI_AUTO_LENGTH, &s);
-      napi_set_element(env, argv[5], (uint32_t)k, s);
+      napi_set_element(env, argv[4], (uint32_t)k, s);
     }
-    napi_call_function(env, global, cb, 6, argv, NULL);
+    napi_call_function(env, global, cb, 5, argv, NULL);
   }
-done:
   if (b->buf_ref) napi_delete_reference(env, b->buf_ref);
+  if (b->out_ref) napi_delete_reference(env, b->out_ref);
   free(b->own_in);
   napi_delete_reference(env, b->cb_ref);
   napi_delete_async_work(env, b->work);
@@ -226,18 +209,18 @@ static napi_value fail(napi_env env, const char *msg) {
 static napi_value start_batch(napi_env env, napi_value *argv, int from_fd);
 
 static napi_value js_decode(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return fail(env, "decodeChunks(buf, items, maxOutput, callback)");
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return fail(env, "decodeChunks(buf, items, maxOutput, out, callback)");
   return start_batch(env, argv, 0);
 }
 
 /* decodeChunksAt(fd, fileOffset, length, items, maxOutput, callback): the same, reading the
  * input bytes [fileOffset, fileOffset+length) of fd in the job itself (one trip to the pool). */
 static napi_value js_decode_at(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6) return fail(env, "decodeChunksAt(fd, offset, length, items, maxOutput, callback)");
+  size_t argc = 7;
+  napi_value argv[7];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 7) return fail(env, "decodeChunksAt(fd, offset, length, items, maxOutput, out, callback)");
   return start_batch(env, argv, 1);
 }
 
@@ -254,7 +237,7 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
         napi_get_value_double(env, argv[2], &flen) != napi_ok || flen < 0 || flen > (256 << 20))
       return fail(env, "decodeChunksAt: bad fd, offset or length");
     len = (size_t)flen;
-    argv += 2; /* argv[1] items, argv[2] maxOutput, argv[3] callback, as for decodeChunks */
+    argv += 2; /* argv[1] items, argv[2] maxOutput, argv[3] out, argv[4] callback, as for decodeChunks */
   } else if (napi_get_typedarray_info(env, argv[0], &t, &len, &in, &ab, &boff) != napi_ok || t != napi_uint8_array) {
     return fail(env, "decodeChunks: buf must be a Uint8Array");
   }
@@ -262,6 +245,10 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
   double max_out;
   napi_get_value_double(env, argv[2], &max_out);
   if (!(max_out > 0) || max_out > (64 << 20)) return fail(env, "decodeChunks: bad maxOutput");
+  void *outp;
+  size_t out_len;
+  if (napi_get_typedarray_info(env, argv[3], &t, &out_len, &outp, &ab, &boff) != napi_ok || t != napi_uint8_array || out_len < (ilen / 4) * (size_t)max_out)
+    return fail(env, "decodeChunks: out must be a Uint8Array of maxOutput bytes per chunk");
   batch_t *b = calloc(1, sizeof *b);
   if (!b) return fail(env, "out of memory");
   b->in = in;
@@ -279,21 +266,21 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
   b->codes = calloc(b->n + 1, sizeof(int32_t));
   b->details = calloc(b->n * 2 + 1, sizeof(double));
   b->msgs = calloc(b->n + 1, sizeof *b->msgs);
-  b->out = malloc(b->n * b->max_out + 1);
-  if (!b->items || !b->lengths || !b->codes || !b->details || !b->msgs || !b->out || (from_fd && !b->own_in)) {
+  b->out = outp;
+  if (!b->items || !b->lengths || !b->codes || !b->details || !b->msgs || (from_fd && !b->own_in)) {
     free(b->own_in);
     free(b->items);
     free(b->lengths);
     free(b->codes);
     free(b->details);
     free(b->msgs);
-    free(b->out);
     free(b);
     return fail(env, "out of memory");
   }
   memcpy(b->items, items, ilen * sizeof(double));
   if (!from_fd) napi_create_reference(env, argv[0], 1, &b->buf_ref);
-  napi_create_reference(env, argv[3], 1, &b->cb_ref);
+  napi_create_reference(env, argv[3], 1, &b->out_ref);
+  napi_create_reference(env, argv[4], 1, &b->cb_ref);
   napi_value name;
   napi_create_string_utf8(env, "anydisk-decode", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, execute, complete, b, &b->work);

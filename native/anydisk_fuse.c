@@ -12,6 +12,7 @@
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <node_api.h>
 #include <pthread.h>
@@ -848,6 +849,8 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
     s.fdoff = (uint64_t)get_num(env, so, "fdOffset", 0);
     if (s.len == 0 || (s.kind != SEG_FD && s.kind != SEG_ZERO && s.kind != SEG_BYTES)) continue;
     if (s.kind == SEG_FD && s.fd < 0) continue;
+    /* streams of a mounted image are long: let the kernel read the file ahead in bigger windows */
+    if (s.kind == SEG_FD) posix_fadvise(s.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (s.kind == SEG_BYTES) {
       void *data;
       size_t dlen;

@@ -18,6 +18,9 @@ import { inflatePool } from './inflate-pool.js';
 import type { InflateResult, WorkItem } from './inflate-worker.js';
 import type { ByteSource } from '../../sources/source.js';
 
+/** Reads of at least this many whole chunks may decode straight into the reader's buffer. */
+const DIRECT_MIN_CHUNKS = 8;
+
 export const enum ChunkKind {
   /** zlib stream (RFC 1950); its own Adler-32 covers the data. */
   Zlib = 1,
@@ -139,6 +142,10 @@ export class ChunkStore {
     const cs = this.chunkSize;
     const first = Math.floor(offset / cs);
     const last = Math.floor((offset + dst.length - 1) / cs);
+    if (await this.readDirect(dst, offset, first, last)) {
+      this.lastEndChunk = last;
+      return;
+    }
     const wanted = this.chunks(first, last);
     // Sequential access: start on the chunks after this read before waiting for it.
     if (this.readahead > 0 && (first === this.lastEndChunk || first === this.lastEndChunk + 1)) {
@@ -156,6 +163,56 @@ export class ChunkStore {
       dst.set(bufs[k]!.subarray(from, from + n), pos);
       pos += n;
     }
+  }
+
+  /**
+   * Large reads of whole chunks that nobody holds yet, stored back to back in one local file: the
+   * native decoder reads them and writes the media bytes straight into dst, one job per pool
+   * thread, nothing cached (streams do not come back). False when the read does not qualify or
+   * anything fails: then the general path below serves it (and reports errors with their place).
+   */
+  private async readDirect(dst: Uint8Array, offset: number, first: number, last: number): Promise<boolean> {
+    const cs = this.chunkSize;
+    const count = last - first + 1;
+    if (count < DIRECT_MIN_CHUNKS || offset !== first * cs || dst.length !== Math.min(count * cs, this.mediaSize - offset)) return false;
+    const pool = this.inflateMode === 'workers' ? inflatePool() : undefined;
+    if (!pool?.runAt || dst.length !== count * cs) return false; // the short last chunk takes the general path
+    for (let i = first; i <= last; i++) if (this.cache.has(i) || this.inflight.has(i)) return false;
+    let locs: Loc[];
+    try {
+      locs = await Promise.all(Array.from({ length: count }, (_, k) => this.locate(first + k)));
+    } catch {
+      return false;
+    }
+    const seg = this.segments[locs[0]!.seg]!;
+    for (let k = 0; k < count; k++) {
+      const l = locs[k]!;
+      if (l.seg !== locs[0]!.seg || (l.kind !== ChunkKind.Zlib && l.kind !== ChunkKind.RawChecksum)) return false;
+      if (k > 0 && l.offset !== locs[k - 1]!.offset + locs[k - 1]!.size) return false;
+    }
+    const start = locs[0]!.offset;
+    const end = locs[count - 1]!.offset + locs[count - 1]!.size;
+    const runs = seg.source.fileRuns?.(start, end - start);
+    if (runs?.length !== 1) return false;
+    const groups = Math.min(pool.size, Math.ceil(count / 8));
+    const per = Math.ceil(count / groups);
+    const ok = await Promise.all(
+      Array.from({ length: groups }, async (_, g) => {
+        const a = g * per;
+        const b = Math.min(count, a + per);
+        if (a >= b) return true;
+        const from = locs[a]!.offset;
+        const to = locs[b - 1]!.offset + locs[b - 1]!.size;
+        const items = locs.slice(a, b).map((l, k): WorkItem => [l.offset - from, l.size, l.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(first + a + k)]);
+        try {
+          const results = await pool.runAt!(runs[0]!.fd, runs[0]!.fileOffset + (from - start), to - from, items, cs, dst.subarray(a * cs, b * cs));
+          return results.every((r) => 'ok' in r && r.ok.length === cs);
+        } catch {
+          return false;
+        }
+      }),
+    );
+    return ok.every(Boolean);
   }
 
   /** Media bytes held by chunk i (the last chunk is shorter). */
@@ -227,15 +284,27 @@ export class ChunkStore {
     // A run in a local file, decoded natively: read and decode in one trip to the thread pool.
     const fileRun = pool?.runAt && run.every((c) => c.loc.kind === ChunkKind.Zlib || c.loc.kind === ChunkKind.RawChecksum) ? seg.source.fileRuns?.(start, end - start) : undefined;
     if (pool?.runAt && fileRun?.length === 1) {
-      const items = run.map((c): WorkItem => [c.loc.offset - start, c.loc.size, c.loc.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(c.i)]);
-      let results: InflateResult[];
-      try {
-        results = await pool.runAt(fileRun[0]!.fd, fileRun[0]!.fileOffset, end - start, items, this.chunkSize);
-      } catch (err) {
-        for (const c of run) this.fail(c.i, c.d, err);
-        return;
-      }
-      this.settle(run, results, seg.name);
+      // split into as many jobs as the pool runs at once, each reading its own part of the file
+      const { fd, fileOffset } = fileRun[0]!;
+      const groups = Math.min(pool.size, Math.ceil(run.length / 8));
+      const per = Math.ceil(run.length / groups);
+      await Promise.all(
+        Array.from({ length: groups }, async (_, g) => {
+          const part = run.slice(g * per, (g + 1) * per);
+          if (!part.length) return;
+          const from = part[0]!.loc.offset;
+          const to = part[part.length - 1]!.loc.offset + part[part.length - 1]!.loc.size;
+          const items = part.map((c): WorkItem => [c.loc.offset - from, c.loc.size, c.loc.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(c.i)]);
+          let results: InflateResult[];
+          try {
+            results = await pool.runAt!(fd, fileOffset + (from - start), to - from, items, this.chunkSize);
+          } catch (err) {
+            for (const c of part) this.fail(c.i, c.d, err);
+            return;
+          }
+          this.settle(part, results, seg.name);
+        }),
+      );
       return;
     }
     const buf = new Uint8Array(end - start);

@@ -98,14 +98,18 @@ export interface ChunkPool {
   /** run() takes buf over (workers detach it): false when buf may be a view of a larger buffer. */
   readonly transfers: boolean;
   run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]>;
-  /** Optional: the same, the input being bytes [offset, offset+length) of fd, read by the pool. */
-  runAt?(fd: number, offset: number, length: number, items: WorkItem[], maxOutput: number): Promise<InflateResult[]>;
+  /**
+   * Optional: the same, the input being bytes [offset, offset+length) of fd, read by the pool;
+   * into `out` (chunk k at k * maxOutput) when given.
+   */
+  runAt?(fd: number, offset: number, length: number, items: WorkItem[], maxOutput: number, out?: Uint8Array): Promise<InflateResult[]>;
 }
 
-type DecodeCallback = (err: Error | undefined, block: Buffer, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void;
-interface CodecAddon {
-  decodeChunks(buf: Uint8Array, items: Float64Array, maxOutput: number, cb: DecodeCallback): void;
-  decodeChunksAt(fd: number, offset: number, length: number, items: Float64Array, maxOutput: number, cb: DecodeCallback): void;
+export type DecodeCallback = (err: Error | undefined, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void;
+/** native/anydisk_codec.c: outputs land in `out`, chunk k at k * maxOutput. */
+export interface CodecAddon {
+  decodeChunks(buf: Uint8Array, items: Float64Array, maxOutput: number, out: Uint8Array, cb: DecodeCallback): void;
+  decodeChunksAt(fd: number, offset: number, length: number, items: Float64Array, maxOutput: number, out: Uint8Array, cb: DecodeCallback): void;
 }
 
 /**
@@ -121,27 +125,25 @@ export class NativeDecodePool implements ChunkPool {
   ) {}
 
   run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]> {
-    return this.call(items, maxOutput, (flat, cb) => this.addon.decodeChunks(buf, flat, maxOutput, cb));
+    return this.call(items, maxOutput, (flat, out, cb) => this.addon.decodeChunks(buf, flat, maxOutput, out, cb));
   }
 
-  runAt(fd: number, offset: number, length: number, items: WorkItem[], maxOutput: number): Promise<InflateResult[]> {
-    return this.call(items, maxOutput, (flat, cb) => this.addon.decodeChunksAt(fd, offset, length, flat, maxOutput, cb));
+  runAt(fd: number, offset: number, length: number, items: WorkItem[], maxOutput: number, out?: Uint8Array): Promise<InflateResult[]> {
+    return this.call(items, maxOutput, (flat, o, cb) => this.addon.decodeChunksAt(fd, offset, length, flat, maxOutput, o, cb), out);
   }
 
-  private call(items: WorkItem[], maxOutput: number, start: (flat: Float64Array, cb: DecodeCallback) => void): Promise<InflateResult[]> {
+  private call(items: WorkItem[], maxOutput: number, start: (flat: Float64Array, out: Uint8Array, cb: DecodeCallback) => void, into?: Uint8Array): Promise<InflateResult[]> {
     const flat = new Float64Array(items.length * 4);
     items.forEach((it, k) => flat.set(it, k * 4));
+    // V8 owns (and counts) the output memory; the decoder writes into it directly
+    const block = into ?? new Uint8Array(Buffer.allocUnsafeSlow(items.length * maxOutput).buffer);
     return new Promise((resolve, reject) => {
-      start(flat, (err, block, lengths, codes, details, messages) => {
+      start(flat, block, (err, lengths, codes, details, messages) => {
         if (err) return reject(err);
         const out: InflateResult[] = [];
-        let at = 0; // outputs lie back to back in block
         for (let k = 0; k < items.length; k++) {
           const code = codes[k]!;
-          if (code === 0) {
-            out.push({ ok: new Uint8Array(block.buffer, block.byteOffset + at, lengths[k]!) });
-            at += lengths[k]!;
-          }
+          if (code === 0) out.push({ ok: block.subarray(k * maxOutput, k * maxOutput + lengths[k]!) });
           else if (code === 1) out.push({ code: 'SHORT', message: 'stored chunk too small' });
           else if (code === 2) out.push({ code: 'ADLER', message: 'Adler-32 mismatch', stored: details[k * 2]!, computed: details[k * 2 + 1]! });
           else if (code === 4) out.push({ code: 'ERR_BUFFER_TOO_LARGE', message: `output larger than ${maxOutput}` });

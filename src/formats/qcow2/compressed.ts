@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import zstd from 'zstd-napi/binding.js';
 import { CorruptImageError } from '../../core/errors.js';
 import { loadAddon } from '../../core/native.js';
+import type { CodecAddon } from '../ewf/inflate-pool.js';
 import { FORMAT } from './header.js';
 
 const inflateRaw = promisify(zlib.inflateRaw);
@@ -41,14 +42,6 @@ export async function decompressCluster(
   return out;
 }
 
-interface CodecAddon {
-  decodeChunks(
-    buf: Uint8Array,
-    items: Float64Array,
-    maxOutput: number,
-    cb: (err: Error | undefined, block: Buffer, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void,
-  ): void;
-}
 
 /**
  * Decompress several clusters whose streams lie in buf at parts ([offset, length] each): with the
@@ -65,19 +58,17 @@ export function decompressClusters(
   if (!codec) return parts.map(([o, l], k) => decompressCluster(type, buf.subarray(o, o + l), clusterSize, where[k]!));
   const items = new Float64Array(parts.length * 4);
   parts.forEach(([o, l], k) => items.set([o, l, 2, clusterSize], k * 4));
+  const block = new Uint8Array(Buffer.allocUnsafeSlow(parts.length * clusterSize).buffer);
   const all = new Promise<Array<Uint8Array | Error>>((resolve, reject) =>
-    codec.decodeChunks(buf, items, clusterSize, (err, block, lengths, codes, _details, messages) => {
+    codec.decodeChunks(buf, items, clusterSize, block, (err, lengths, codes, _details, messages) => {
       if (err) return reject(err);
-      let at = 0; // outputs lie back to back in block
       resolve(
         parts.map((_, k) => {
           const fail = (why: string) => new CorruptImageError(FORMAT, `compressed cluster does not decompress (${why})`, where[k]!);
           const n = lengths[k]!;
-          const from = at;
-          at += n;
           if (codes[k] !== 0) return fail(messages?.[k] || 'invalid data');
           if (n !== clusterSize) return fail(`${n} of ${clusterSize} bytes`);
-          return new Uint8Array(block.buffer, block.byteOffset + from, clusterSize);
+          return block.subarray(k * clusterSize, (k + 1) * clusterSize);
         }),
       );
     }),
