@@ -10,6 +10,7 @@ import { readExact, type ByteSource } from '../../sources/source.js';
 import type { FormatImage, ImageInfo, StoredHash } from '../types.js';
 import { displayValue, hex, storedHashes, type MetaSegment } from './metadata.js';
 import { PageCache } from './page-cache.js';
+import { inflatePool } from '../ewf/inflate-pool.js';
 import { decompressPage, unsupportedPage, zeroPageSize, type PageKind } from './pages.js';
 import { FORMAT } from './segments.js';
 
@@ -156,6 +157,16 @@ export class AffImage extends BaseDisk implements FormatImage {
     const maxStored = ps + Math.floor(ps / 8) + 65536;
     if (ref.length > maxStored) {
       throw new CorruptImageError(FORMAT, `${where}: ${ref.length} bytes of compressed data for a ${ps}-byte page`, { file: src.name, offset: ref.offset });
+    }
+    const pool = ref.kind === 'zlib' ? inflatePool() : undefined;
+    const runs = pool?.runAt && ref.offset + ref.length <= src.size ? src.fileRuns?.(ref.offset, ref.length) : undefined;
+    if (pool?.runAt && runs?.length === 1 && ref.length > 0) {
+      // the native codec reads and inflates in one job; the compressed bytes never reach the heap
+      const out = new Uint8Array(Buffer.allocUnsafeSlow(ps).buffer);
+      const [r] = await pool.runAt(runs[0]!.fd, runs[0]!.fileOffset, ref.length, [[0, ref.length, 0, 0]], ps, out);
+      if (r && 'ok' in r) return r.ok.length > ps / 2 ? r.ok : r.ok.slice();
+      const why = !r ? 'no result' : r.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the page size ${ps}` : r.code === 'EIO' ? `read failed: ${r.message}` : `zlib error: ${r.message}`;
+      throw new CorruptImageError(FORMAT, `${where}: ${why}`, { file: src.name, offset: ref.offset });
     }
     const buf = new Uint8Array(ref.length);
     await readExact(src, buf, ref.offset, FORMAT, where);
