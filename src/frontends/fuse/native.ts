@@ -55,9 +55,10 @@ const POOL_KEEP = 16;
 const KIND = { file: 1, zero: 2, bytes: 3 } as const;
 /** Reads served by JavaScript ask for the direct segments of the window around them, once. */
 const MAP_WINDOW = 16 << 20;
-/** Largest request the addon negotiates, and the read-ahead that lets the kernel use it. */
+/** Largest request the addon negotiates, and the read-ahead that keeps several of them in flight. */
 const MAX_IO = 1 << 20;
-const READAHEAD_KB = MAX_IO >> 10;
+const READAHEAD = 4 * MAX_IO;
+const READAHEAD_KB = READAHEAD >> 10;
 
 /** The addon, or undefined when it is not built or cannot load (the reason is in nativeLoadError). */
 export function loadNative(): Addon | undefined {
@@ -207,7 +208,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       keepCache: !!opts.kernelCache || kernelCache,
       directIo: !!opts.directIo || directIo,
       maxIo: MAX_IO,
-      maxReadahead: MAX_IO,
+      maxReadahead: READAHEAD,
       maxThreads: 8,
     },
     onRequest,
@@ -263,7 +264,9 @@ export function splitOptions(extra: string[]): { pass: string[]; directIo: boole
 /**
  * The kernel reads a FUSE file ahead in windows of the mount's bdi read_ahead_kb (128 KiB by
  * default), which caps buffered reads at 128 KiB requests whatever the negotiated maximum. Raise it
- * to the request size when allowed (root); otherwise requests stay small, which is only slower.
+ * to four requests' worth when allowed (root): 1 MiB requests, several in flight (1 GiB bench
+ * image, cold: 1.7-1.8 GB/s, against 1.3-1.7 at 1 MiB and 1.0-1.3 at the default); without root
+ * requests stay small, which is only slower.
  */
 function raiseReadahead(mountpoint: string): void {
   try {
