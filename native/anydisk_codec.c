@@ -30,6 +30,7 @@ typedef struct {
   uint8_t *own_in;
   napi_ref cb_ref;
   napi_ref out_ref; /* the output buffer, JavaScript's: chunk k at k * max_out */
+  uint8_t *js_out;  /* its memory: written only on the JavaScript thread, in complete() */
   const uint8_t *in;
   size_t in_len;
   double *items;
@@ -98,7 +99,7 @@ static int inflate_one(const uint8_t *src, size_t len, uint8_t *dst, size_t cap,
 static void execute(napi_env env, void *data) {
   (void)env;
   batch_t *b = data;
-  if (b->own_in) {
+  if (b->fd >= 0) {
     size_t done = 0;
     while (done < b->in_len) {
       ssize_t got = pread(b->fd, b->own_in + done, b->in_len - done, (off_t)(b->fd_off + done));
@@ -119,7 +120,7 @@ static void execute(napi_env env, void *data) {
     double *it = &b->items[k * 4];
     size_t off = (size_t)it[0], len = (size_t)it[1], logical = (size_t)it[3];
     int kind = (int)it[2];
-    uint8_t *dst = b->out + k * b->max_out;
+    uint8_t *dst = b->out + k * b->max_out; /* the job's own block */
     b->msgs[k][0] = 0;
     if (off > b->in_len || len > b->in_len - off || logical > b->max_out) {
       b->codes[k] = E_SHORT;
@@ -158,14 +159,13 @@ static void complete(napi_env env, napi_status status, void *data) {
   napi_get_reference_value(env, b->cb_ref, &cb);
   napi_get_global(env, &global);
   if (status != napi_ok) {
-    napi_value msg;
-    napi_create_string_utf8(env, "decodeChunks was cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &argv[0]);
-    napi_call_function(env, global, cb, 1, argv, NULL);
+    /* only at the end of the environment (a worker thread stopping): nobody to answer */
   } else {
     argv[0] = undef;
-    for (size_t k = 0; k < b->n; k++)
+    for (size_t k = 0; k < b->n; k++) {
       if (b->codes[k] != OK) b->lengths[k] = 0;
+      else memcpy(b->js_out + k * b->max_out, b->out + k * b->max_out, (size_t)b->lengths[k]);
+    }
     void *p;
     napi_value ab;
     napi_create_arraybuffer(env, b->n * sizeof(double), &p, &ab);
@@ -190,6 +190,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   }
   if (b->buf_ref) napi_delete_reference(env, b->buf_ref);
   if (b->out_ref) napi_delete_reference(env, b->out_ref);
+  free(b->out);
   free(b->own_in);
   napi_delete_reference(env, b->cb_ref);
   napi_delete_async_work(env, b->work);
@@ -266,14 +267,23 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
   b->codes = calloc(b->n + 1, sizeof(int32_t));
   b->details = calloc(b->n * 2 + 1, sizeof(double));
   b->msgs = calloc(b->n + 1, sizeof *b->msgs);
-  b->out = outp;
-  if (!b->items || !b->lengths || !b->codes || !b->details || !b->msgs || (from_fd && !b->own_in)) {
+  /* The job never touches JavaScript memory: an environment that ends (a worker thread stopping)
+   * may free it while the job runs. Input is copied in here, output copied out in complete(). */
+  b->js_out = outp;
+  b->out = malloc(b->n * b->max_out + 1);
+  if (!from_fd) {
+    b->own_in = malloc(len ? len : 1);
+    if (b->own_in) memcpy(b->own_in, in, len);
+    b->in = b->own_in;
+  }
+  if (!b->out || !b->items || !b->lengths || !b->codes || !b->details || !b->msgs || !b->own_in) {
     free(b->own_in);
     free(b->items);
     free(b->lengths);
     free(b->codes);
     free(b->details);
     free(b->msgs);
+    free(b->out);
     free(b);
     return fail(env, "out of memory");
   }

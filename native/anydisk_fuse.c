@@ -41,6 +41,7 @@ typedef struct {
   uint64_t size;
   int readonly;
   int growable;
+  int volatile_; /* content made anew on every read: no kernel cache, short reads */
   seg_t *segs;
   size_t nsegs, cap;
 } file_t;
@@ -129,7 +130,7 @@ static void fill_stat(mount_t *m, fuse_ino_t ino, struct stat *st) {
 
 static double attr_timeout(mount_t *m, fuse_ino_t ino) {
   file_t *f = file_of(m, ino);
-  return f && f->growable ? 0.0 : 1.0;
+  return f && (f->growable || f->volatile_) ? 0.0 : 1.0;
 }
 
 /* ---- requests handed to JavaScript ---- */
@@ -406,8 +407,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     fuse_reply_err(req, EROFS);
     return;
   }
-  fi->keep_cache = m->keep_cache;
-  fi->direct_io = m->direct_io;
+  fi->keep_cache = f->volatile_ ? 0 : m->keep_cache;
+  fi->direct_io = f->volatile_ ? 1 : m->direct_io;
   fuse_reply_open(req, fi);
 }
 
@@ -679,6 +680,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     m->files[i].size = (uint64_t)get_num(env, fo, "size", 0);
     m->files[i].readonly = get_bool(env, fo, "readOnly");
     m->files[i].growable = get_bool(env, fo, "growable");
+    m->files[i].volatile_ = get_bool(env, fo, "volatile");
   }
   napi_value name;
   napi_create_string_utf8(env, "anydisk-fuse", NAPI_AUTO_LENGTH, &name);

@@ -5,6 +5,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 
 const loaded = new Map<string, { addon?: unknown; error: string }>();
 
@@ -15,6 +16,9 @@ export function loadAddon<T>(name: string): T | undefined {
   let r = loaded.get(name);
   if (!r) {
     if (process.env['ANYDISK_NATIVE'] === 'off') r = { error: 'ANYDISK_NATIVE=off' };
+    // Worker threads that end while the module is loaded crashed node 20 at their exit (seen under
+    // the fuzz harness, which runs cases in workers): the modules serve the main thread only.
+    else if (!isMainThread) r = { error: 'not loaded in worker threads' };
     else {
       try {
         r = { addon: createRequire(import.meta.url)(join(ROOT, 'native', 'build', `${name}.node`)), error: '' };

@@ -98,3 +98,34 @@ export function infoText(title: string, files: readonly ViewFile[]): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/**
+ * A read-only text file rendered anew on every read (counters of a running mount). Its size is a
+ * fixed upper bound; reads past the current text come back short.
+ */
+export class LiveTextFile implements ViewFile {
+  readonly readOnly = true;
+  readonly volatile = true;
+  readonly size = 64 * 1024;
+  constructor(
+    readonly name: string,
+    private readonly render: () => string,
+  ) {}
+  private bytes(): Uint8Array {
+    return new TextEncoder().encode(this.render()).subarray(0, this.size);
+  }
+  async readAt(dst: Uint8Array, offset: number): Promise<number> {
+    const b = this.bytes();
+    const n = Math.max(0, Math.min(dst.length, b.length - offset));
+    if (n > 0) dst.set(b.subarray(offset, offset + n));
+    return n;
+  }
+  async read(dst: Uint8Array, offset: number): Promise<void> {
+    const n = await this.readAt(dst, offset);
+    dst.fill(0, n);
+  }
+  async write(): Promise<void> {
+    throw new ReadOnlyError(`${this.name} is read-only`);
+  }
+  async flush(): Promise<void> {}
+}

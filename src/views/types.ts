@@ -37,6 +37,12 @@ export interface ViewFile {
    * while mounted answer with anything; the answer stays true until the file's disk is closed.
    */
   directSegments?(offset: number, length: number): Promise<DirectSegment[]>;
+  /**
+   * Content made anew on every read (a counters file): never cached by the kernel, and reads may
+   * come back short (readAt gives the count). size is an upper bound.
+   */
+  readonly volatile?: boolean;
+  readAt?(dst: Uint8Array, offset: number): Promise<number>;
 }
 
 export interface ViewContext {

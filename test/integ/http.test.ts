@@ -318,3 +318,25 @@ test('nginx: a VMDK descriptor reads its extent files over HTTP', async (t) => {
     await img.close();
   }
 });
+
+test('nginx: a mount of a remote image shows its live counters in NAME.stats', async () => {
+  const img = join(dir, 'counted.img');
+  writeFileSync(img, patternBytes(8 << 20, 11));
+  const mnt = join(dir, 'stats-mnt');
+  execSync(`mkdir -p ${mnt}`);
+  const m = anydisk(['mount', '--out', 'raw', `${nginx.url}/counted.img`, mnt], { timeout: 60_000 });
+  assert.equal(m.status, 0, m.stderr);
+  try {
+    const counter = (text: string, key: string) => Number(new RegExp(`^  ${key}: (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const before = execSync(`cat ${join(mnt, 'counted.stats')}`).toString();
+    assert.match(before, /counted\.img/);
+    execSync(`dd if=${join(mnt, 'counted.dd')} of=/dev/null bs=1M count=4 status=none`);
+    const after = execSync(`cat ${join(mnt, 'counted.stats')}`).toString();
+    assert.ok(counter(after, 'bytesFetched') >= 4 << 20, after);
+    assert.ok(counter(after, 'rangeRequests') > counter(before, 'rangeRequests'), `${before}\n---\n${after}`);
+    assert.ok(Number.isFinite(counter(after, 'cacheHits')) && Number.isFinite(counter(after, 'requests')), after);
+  } finally {
+    anydisk(['umount', mnt], { timeout: 60_000 });
+    writeFileSync(img, '');
+  }
+});

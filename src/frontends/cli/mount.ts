@@ -12,7 +12,8 @@ import { openInput, type InputSpec, type WriteMode } from '../input.js';
 import { findView, VIEWS } from '../../views/index.js';
 import { mountFiles } from '../fuse/filesystem.js';
 import { ViewState } from '../fuse/view-state.js';
-import { infoText, textFile } from '../../views/memory-file.js';
+import { infoText, LiveTextFile, textFile } from '../../views/memory-file.js';
+import { liveHttpSources, type HttpSource } from '../../sources/http/http-source.js';
 import { removeRecord, writeRecord } from '../fuse/state.js';
 import { formatInfoText } from './info.js';
 import { redirectOutput, runBackgroundMount } from './launch.js';
@@ -62,6 +63,8 @@ async function serveForeground(a: MountArgs, onReady: () => void, logFile?: stri
       `disk size: ${disk.size} bytes\n\n` +
       infos.map((i) => formatInfoText(i)).join('\n');
     files.push(textFile(`${baseName}.info`, info));
+    // Remote inputs: their counters, rendered anew on every read of NAME.stats.
+    if (liveHttpSources().length) files.push(new LiveTextFile(`${baseName}.stats`, () => httpStatsText(liveHttpSources())));
     mounted = await mountFiles(a.mountpoint, files, {
       // unmounted from outside (fusermount -u): flush, close and exit as on SIGTERM
       onLost: () => void stop('unmount'),
@@ -102,6 +105,18 @@ async function serveForeground(a: MountArgs, onReady: () => void, logFile?: stri
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGHUP', () => void stop('SIGHUP'));
   onReady();
+}
+
+/** One block per remote object: its name, then one counter per line. */
+function httpStatsText(sources: HttpSource[]): string {
+  return sources
+    .map((src) => {
+      const st = src.stats() as unknown as Record<string, number | boolean>;
+      return `${src.name}\n${Object.entries(st)
+        .map(([k, v]) => `  ${k}: ${String(v)}`)
+        .join('\n')}\n`;
+    })
+    .join('\n');
 }
 
 function statMountpoint(mp: string): void {

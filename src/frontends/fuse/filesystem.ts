@@ -114,8 +114,8 @@ async function mountFilesJs(mountpoint: string, files: ViewFile[], opts: MountOp
       if (!f) return cb(Fuse.ENOENT);
       if (pos >= f.size) return cb(0);
       const n = Math.min(len, f.size - pos);
-      f.read(buf.subarray(0, n), pos).then(
-        () => cb(n),
+      (f.readAt ? f.readAt(buf.subarray(0, n), pos) : f.read(buf.subarray(0, n), pos).then(() => n)).then(
+        (got) => cb(got),
         (err) => {
           logError('read', path, pos, n, err);
           cb(-errnoOf(err));

@@ -32,7 +32,7 @@ interface Addon {
     opts: {
       mountpoint: string;
       options: string;
-      files: Array<{ name: string; size: number; readOnly: boolean; growable: boolean }>;
+      files: Array<{ name: string; size: number; readOnly: boolean; growable: boolean; volatile: boolean }>;
       keepCache: boolean;
       directIo: boolean;
       maxIo: number;
@@ -152,10 +152,11 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     switch (op) {
       case OP.READ: {
         const b = length <= MAX_IO ? take() : Buffer.allocUnsafe(length);
-        f.read(b.subarray(0, length), offset).then(
-          () => {
+        const dst = b.subarray(0, length);
+        (f.readAt ? f.readAt(dst, offset) : f.read(dst, offset).then(() => length)).then(
+          (n) => {
             const token = nextToken++;
-            if (native.reply(r, length, b, token)) giveBack(b);
+            if (native.reply(r, n, b, token)) giveBack(b);
             else lent.set(token, b);
             mapAround(index, offset);
           },
@@ -204,7 +205,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     {
       mountpoint,
       options,
-      files: files.map((f, i) => ({ name: f.name, size: f.size, readOnly: f.readOnly, growable: growable[i]! })),
+      files: files.map((f, i) => ({ name: f.name, size: f.size, readOnly: f.readOnly, growable: growable[i]!, volatile: !!f.volatile })),
       keepCache: !!opts.kernelCache || kernelCache,
       directIo: !!opts.directIo || directIo,
       maxIo: MAX_IO,

@@ -25,6 +25,12 @@ import { type Slab, SlabPool } from './slab.js';
 import { FastTransport } from './fast-transport.js';
 import { Transport } from './transport.js';
 
+/** Sources open in this process, for a frontend that shows their counters (NAME.stats). */
+const LIVE = new Set<HttpSource>();
+export function liveHttpSources(): HttpSource[] {
+  return [...LIVE];
+}
+
 export interface HttpStats {
   /** HTTP requests sent (HEAD and GET, retries included). */
   requests: number;
@@ -147,6 +153,7 @@ export class HttpSource implements ByteSource {
       fetcher.stats = src.counters;
       fetcher.signal = src.abort.signal;
       if (opts.fastPath && FastTransport.eligible(obj.url, opts)) fetcher.fast = new FastTransport(opts, obj.url);
+      LIVE.add(src);
       return src;
     } catch (err) {
       await transport.close();
@@ -412,6 +419,7 @@ export class HttpSource implements ByteSource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    LIVE.delete(this);
     this.abort.abort();
     const err = new RemoteError(this.name, 'source closed');
     for (const job of [...this.high, ...this.low]) {
