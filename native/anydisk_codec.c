@@ -162,6 +162,15 @@ static void complete(napi_env env, napi_status status, void *data) {
     /* only at the end of the environment (a worker thread stopping): nobody to answer */
   } else {
     argv[0] = undef;
+    /* into JavaScript's buffer, or (none given) a new one made here, so it exists only from now */
+    napi_value made;
+    napi_get_undefined(env, &made);
+    if (!b->js_out) {
+      void *p2;
+      size_t total = b->n * b->max_out;
+      if (napi_create_buffer(env, total ? total : 1, &p2, &made) != napi_ok || !p2) goto done;
+      b->js_out = p2;
+    }
     for (size_t k = 0; k < b->n; k++) {
       if (b->codes[k] != OK) b->lengths[k] = 0;
       else memcpy(b->js_out + k * b->max_out, b->out + k * b->max_out, (size_t)b->lengths[k]);
@@ -186,8 +195,10 @@ static void complete(napi_env env, napi_status status, void *data) {
       napi_create_string_utf8(env, b->msgs[k], NAPI_AUTO_LENGTH, &s);
       napi_set_element(env, argv[4], (uint32_t)k, s);
     }
-    napi_call_function(env, global, cb, 5, argv, NULL);
+    napi_value args6[6] = {argv[0], argv[1], argv[2], argv[3], argv[4], made};
+    napi_call_function(env, global, cb, 6, args6, NULL);
   }
+done:
   if (b->buf_ref) napi_delete_reference(env, b->buf_ref);
   if (b->out_ref) napi_delete_reference(env, b->out_ref);
   free(b->out);
@@ -246,10 +257,13 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
   double max_out;
   napi_get_value_double(env, argv[2], &max_out);
   if (!(max_out > 0) || max_out > (64 << 20)) return fail(env, "decodeChunks: bad maxOutput");
-  void *outp;
+  void *outp = NULL;
   size_t out_len;
-  if (napi_get_typedarray_info(env, argv[3], &t, &out_len, &outp, &ab, &boff) != napi_ok || t != napi_uint8_array || out_len < (ilen / 4) * (size_t)max_out)
-    return fail(env, "decodeChunks: out must be a Uint8Array of maxOutput bytes per chunk");
+  napi_valuetype ot;
+  napi_typeof(env, argv[3], &ot);
+  if (ot != napi_undefined && ot != napi_null &&
+      (napi_get_typedarray_info(env, argv[3], &t, &out_len, &outp, &ab, &boff) != napi_ok || t != napi_uint8_array || out_len < (ilen / 4) * (size_t)max_out))
+    return fail(env, "decodeChunks: out must be undefined or a Uint8Array of maxOutput bytes per chunk");
   batch_t *b = calloc(1, sizeof *b);
   if (!b) return fail(env, "out of memory");
   b->in = in;
@@ -289,7 +303,7 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
   }
   memcpy(b->items, items, ilen * sizeof(double));
   if (!from_fd) napi_create_reference(env, argv[0], 1, &b->buf_ref);
-  napi_create_reference(env, argv[3], 1, &b->out_ref);
+  if (outp) napi_create_reference(env, argv[3], 1, &b->out_ref);
   napi_create_reference(env, argv[4], 1, &b->cb_ref);
   napi_value name;
   napi_create_string_utf8(env, "anydisk-decode", NAPI_AUTO_LENGTH, &name);

@@ -45,9 +45,9 @@ export interface AffParts {
   cacheBudget?: number;
 }
 
-const DEFAULT_CACHE = 32 * 1024 * 1024;
+const DEFAULT_CACHE = 16 * 1024 * 1024;
 /** Pages decoded ahead of a sequential reader (two keep both cores of a small machine busy). */
-const PREFETCH_PAGES = 1;
+const PREFETCH_PAGES = 0;
 
 export class AffImage extends BaseDisk implements FormatImage {
   readonly format = FORMAT;
@@ -65,7 +65,7 @@ export class AffImage extends BaseDisk implements FormatImage {
     this.p = parts;
     this.filename = parts.filename;
     this.size = parts.size;
-    this.cache = new PageCache(Math.max(parts.cacheBudget ?? DEFAULT_CACHE, 2 * parts.pagesize));
+    this.cache = new PageCache(Math.max(parts.cacheBudget ?? DEFAULT_CACHE, parts.pagesize));
     this.pageList = [...parts.pages.keys()].sort((a, b) => a - b);
     const gid = parts.meta.get('image_gid')?.data;
     if (gid && gid.length > 0 && gid.length <= 64) this.uuid = hex(gid);
@@ -162,8 +162,7 @@ export class AffImage extends BaseDisk implements FormatImage {
     const runs = pool?.runAt && ref.offset + ref.length <= src.size ? src.fileRuns?.(ref.offset, ref.length) : undefined;
     if (pool?.runAt && runs?.length === 1 && ref.length > 0) {
       // the native codec reads and inflates in one job; the compressed bytes never reach the heap
-      const out = new Uint8Array(Buffer.allocUnsafeSlow(ps).buffer);
-      const [r] = await pool.runAt(runs[0]!.fd, runs[0]!.fileOffset, ref.length, [[0, ref.length, 0, 0]], ps, out);
+      const [r] = await pool.runAt(runs[0]!.fd, runs[0]!.fileOffset, ref.length, [[0, ref.length, 0, 0]], ps);
       if (r && 'ok' in r) return r.ok.length > ps / 2 ? r.ok : r.ok.slice();
       const why = !r ? 'no result' : r.code === 'ERR_BUFFER_TOO_LARGE' ? `decompresses to more than the page size ${ps}` : r.code === 'EIO' ? `read failed: ${r.message}` : `zlib error: ${r.message}`;
       throw new CorruptImageError(FORMAT, `${where}: ${why}`, { file: src.name, offset: ref.offset });

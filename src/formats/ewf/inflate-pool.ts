@@ -105,11 +105,12 @@ export interface ChunkPool {
   runAt?(fd: number, offset: number, length: number, items: WorkItem[], maxOutput: number, out?: Uint8Array): Promise<InflateResult[]>;
 }
 
-export type DecodeCallback = (err: Error | undefined, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined) => void;
+export type DecodeCallback = (err: Error | undefined, lengths: Float64Array, codes: Int32Array, details: Float64Array, messages: string[] | undefined, made?: Buffer) => void;
 /** native/anydisk_codec.c: outputs land in `out`, chunk k at k * maxOutput. */
 export interface CodecAddon {
-  decodeChunks(buf: Uint8Array, items: Float64Array, maxOutput: number, out: Uint8Array, cb: DecodeCallback): void;
-  decodeChunksAt(fd: number, offset: number, length: number, items: Float64Array, maxOutput: number, out: Uint8Array, cb: DecodeCallback): void;
+  /** out undefined: the module makes the output buffer when the job is done (6th callback argument). */
+  decodeChunks(buf: Uint8Array, items: Float64Array, maxOutput: number, out: Uint8Array | undefined, cb: DecodeCallback): void;
+  decodeChunksAt(fd: number, offset: number, length: number, items: Float64Array, maxOutput: number, out: Uint8Array | undefined, cb: DecodeCallback): void;
 }
 
 /**
@@ -132,14 +133,14 @@ export class NativeDecodePool implements ChunkPool {
     return this.call(items, maxOutput, (flat, o, cb) => this.addon.decodeChunksAt(fd, offset, length, flat, maxOutput, o, cb), out);
   }
 
-  private call(items: WorkItem[], maxOutput: number, start: (flat: Float64Array, out: Uint8Array, cb: DecodeCallback) => void, into?: Uint8Array): Promise<InflateResult[]> {
+  private call(items: WorkItem[], maxOutput: number, start: (flat: Float64Array, out: Uint8Array | undefined, cb: DecodeCallback) => void, into?: Uint8Array): Promise<InflateResult[]> {
     const flat = new Float64Array(items.length * 4);
     items.forEach((it, k) => flat.set(it, k * 4));
-    // V8 owns (and counts) the output memory; the decoder writes into it directly
-    const block = into ?? new Uint8Array(Buffer.allocUnsafeSlow(items.length * maxOutput).buffer);
     return new Promise((resolve, reject) => {
-      start(flat, block, (err, lengths, codes, details, messages) => {
+      start(flat, into, (err, lengths, codes, details, messages, made) => {
         if (err) return reject(err);
+        // V8 owns (and counts) the output memory: the caller's buffer, or one made at the end
+        const block: Uint8Array = into ?? made!;
         const out: InflateResult[] = [];
         for (let k = 0; k < items.length; k++) {
           const code = codes[k]!;

@@ -58,10 +58,10 @@ export function decompressClusters(
   if (!codec) return parts.map(([o, l], k) => decompressCluster(type, buf.subarray(o, o + l), clusterSize, where[k]!));
   const items = new Float64Array(parts.length * 4);
   parts.forEach(([o, l], k) => items.set([o, l, 2, clusterSize], k * 4));
-  const block = new Uint8Array(Buffer.allocUnsafeSlow(parts.length * clusterSize).buffer);
   const all = new Promise<Array<Uint8Array | Error>>((resolve, reject) =>
-    codec.decodeChunks(buf, items, clusterSize, block, (err, lengths, codes, _details, messages) => {
+    codec.decodeChunks(buf, items, clusterSize, undefined, (err, lengths, codes, _details, messages, made) => {
       if (err) return reject(err);
+      const block = made!;
       resolve(
         parts.map((_, k) => {
           const fail = (why: string) => new CorruptImageError(FORMAT, `compressed cluster does not decompress (${why})`, where[k]!);

@@ -29,8 +29,9 @@ export function runBackgroundMount(cli: string, args: string[]): Promise<number>
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     // The daemon's threads (FUSE workers, the thread pool) would each get a malloc arena of their
-    // own; two keep its resident memory bounded (docs/performance.md: the 200 MiB budget).
-    env: { MALLOC_ARENA_MAX: '2', ...process.env },
+    // own, and glibc would keep freed multi-MiB decode blocks in them once its mmap threshold has
+    // drifted up: two arenas and a fixed threshold keep resident memory bounded (the 200 MiB budget).
+    env: { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', ...process.env },
   });
   child.stdout!.on('data', (d: Buffer) => process.stdout.write(d));
   child.stderr!.on('data', (d: Buffer) => process.stderr.write(d));

@@ -55,9 +55,13 @@ const POOL_KEEP = 16;
 const KIND = { file: 1, zero: 2, bytes: 3 } as const;
 /** Reads served by JavaScript ask for the direct segments of the window around them, once. */
 const MAP_WINDOW = 16 << 20;
-/** Largest request the addon negotiates, and the read-ahead that keeps several of them in flight. */
+/**
+ * Largest request the addon negotiates, and the read-ahead that lets the kernel use it. 4 MiB of
+ * read-ahead was tried: sequential reads were no faster within this machine's noise, and the
+ * daemon's memory grew past 200 MiB on AFF (more 16 MiB pages decoding at once).
+ */
 const MAX_IO = 1 << 20;
-const READAHEAD = 4 * MAX_IO;
+const READAHEAD = MAX_IO;
 const READAHEAD_KB = READAHEAD >> 10;
 
 /** The addon, or undefined when it is not built or cannot load (the reason is in nativeLoadError). */
@@ -265,9 +269,8 @@ export function splitOptions(extra: string[]): { pass: string[]; directIo: boole
 /**
  * The kernel reads a FUSE file ahead in windows of the mount's bdi read_ahead_kb (128 KiB by
  * default), which caps buffered reads at 128 KiB requests whatever the negotiated maximum. Raise it
- * to four requests' worth when allowed (root): 1 MiB requests, several in flight (1 GiB bench
- * image, cold: 1.7-1.8 GB/s, against 1.3-1.7 at 1 MiB and 1.0-1.3 at the default); without root
- * requests stay small, which is only slower.
+ * to the request size when allowed (root): 1 MiB requests (1 GiB bench image, cold: 1.3-1.7 GB/s,
+ * against 1.0-1.3 at the default); without root requests stay small, which is only slower.
  */
 function raiseReadahead(mountpoint: string): void {
   try {
