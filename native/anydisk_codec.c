@@ -24,14 +24,12 @@ enum { OK = 0, E_SHORT = 1, E_ADLER = 2, E_DATA = 3, E_TOO_LARGE = 4, E_MEM = 5,
 
 typedef struct {
   napi_async_work work;
-  napi_ref buf_ref; /* NULL when the input is read from fd by the job itself */
   int fd;
   uint64_t fd_off;
-  uint8_t *own_in;
+  uint8_t *own_in; /* the input: copied from JavaScript, or read from fd by the job */
   napi_ref cb_ref;
   napi_ref out_ref; /* the output buffer, JavaScript's: chunk k at k * max_out */
   uint8_t *js_out;  /* its memory: written only on the JavaScript thread, in complete() */
-  const uint8_t *in;
   size_t in_len;
   double *items;
   size_t n;
@@ -126,7 +124,7 @@ static void execute(napi_env env, void *data) {
       b->codes[k] = E_SHORT;
       continue;
     }
-    const uint8_t *src = b->in + off;
+    const uint8_t *src = b->own_in + off;
     if (kind == 1) {
       if (len < 4 || len - 4 < logical) {
         b->codes[k] = E_SHORT;
@@ -199,7 +197,6 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_call_function(env, global, cb, 6, args6, NULL);
   }
 done:
-  if (b->buf_ref) napi_delete_reference(env, b->buf_ref);
   if (b->out_ref) napi_delete_reference(env, b->out_ref);
   free(b->out);
   free(b->own_in);
@@ -266,14 +263,9 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
     return fail(env, "decodeChunks: out must be undefined or a Uint8Array of maxOutput bytes per chunk");
   batch_t *b = calloc(1, sizeof *b);
   if (!b) return fail(env, "out of memory");
-  b->in = in;
   b->in_len = len;
   b->fd = fd;
   b->fd_off = (uint64_t)fd_off;
-  if (from_fd) {
-    b->own_in = malloc(len ? len : 1);
-    b->in = b->own_in;
-  }
   b->n = ilen / 4;
   b->max_out = (size_t)max_out;
   b->items = malloc(ilen * sizeof(double) + 1);
@@ -285,11 +277,8 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
    * may free it while the job runs. Input is copied in here, output copied out in complete(). */
   b->js_out = outp;
   b->out = malloc(b->n * b->max_out + 1);
-  if (!from_fd) {
-    b->own_in = malloc(len ? len : 1);
-    if (b->own_in) memcpy(b->own_in, in, len);
-    b->in = b->own_in;
-  }
+  b->own_in = malloc(len ? len : 1); /* filled here, or by the job from fd */
+  if (b->own_in && !from_fd) memcpy(b->own_in, in, len);
   if (!b->out || !b->items || !b->lengths || !b->codes || !b->details || !b->msgs || !b->own_in) {
     free(b->own_in);
     free(b->items);
@@ -302,7 +291,6 @@ static napi_value start_batch(napi_env env, napi_value *argv, int from_fd) {
     return fail(env, "out of memory");
   }
   memcpy(b->items, items, ilen * sizeof(double));
-  if (!from_fd) napi_create_reference(env, argv[0], 1, &b->buf_ref);
   if (outp) napi_create_reference(env, argv[3], 1, &b->out_ref);
   napi_create_reference(env, argv[4], 1, &b->cb_ref);
   napi_value name;

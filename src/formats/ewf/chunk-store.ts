@@ -14,7 +14,7 @@ import { inflate, type ZlibOptions } from 'node:zlib';
 import { adler32Fast } from './adler32.js';
 import { checkRange } from '../../core/disk.js';
 import { AnydiskError, ChecksumError, CorruptImageError, IoError, UnsupportedFeatureError } from '../../core/errors.js';
-import { inflatePool } from './inflate-pool.js';
+import { inflatePool, type ChunkPool } from './inflate-pool.js';
 import type { InflateResult, WorkItem } from './inflate-worker.js';
 import type { ByteSource } from '../../sources/source.js';
 
@@ -174,9 +174,10 @@ export class ChunkStore {
   private async readDirect(dst: Uint8Array, offset: number, first: number, last: number): Promise<boolean> {
     const cs = this.chunkSize;
     const count = last - first + 1;
-    if (count < DIRECT_MIN_CHUNKS || offset !== first * cs || dst.length !== Math.min(count * cs, this.mediaSize - offset)) return false;
+    // whole chunks only: a read ending in the short last chunk takes the general path
+    if (count < DIRECT_MIN_CHUNKS || offset !== first * cs || dst.length !== count * cs) return false;
     const pool = this.inflateMode === 'workers' ? inflatePool() : undefined;
-    if (!pool?.runAt || dst.length !== count * cs) return false; // the short last chunk takes the general path
+    if (!pool?.runAt) return false;
     for (let i = first; i <= last; i++) if (this.cache.has(i) || this.inflight.has(i)) return false;
     let locs: Loc[];
     try {
@@ -194,25 +195,43 @@ export class ChunkStore {
     const end = locs[count - 1]!.offset + locs[count - 1]!.size;
     const runs = seg.source.fileRuns?.(start, end - start);
     if (runs?.length !== 1) return false;
-    const groups = Math.min(pool.size, Math.ceil(count / 8));
-    const per = Math.ceil(count / groups);
-    const ok = await Promise.all(
-      Array.from({ length: groups }, async (_, g) => {
-        const a = g * per;
-        const b = Math.min(count, a + per);
-        if (a >= b) return true;
-        const from = locs[a]!.offset;
-        const to = locs[b - 1]!.offset + locs[b - 1]!.size;
-        const items = locs.slice(a, b).map((l, k): WorkItem => [l.offset - from, l.size, l.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(first + a + k)]);
-        try {
-          const results = await pool.runAt!(runs[0]!.fd, runs[0]!.fileOffset + (from - start), to - from, items, cs, dst.subarray(a * cs, b * cs));
-          return results.every((r) => 'ok' in r && r.ok.length === cs);
-        } catch {
-          return false;
-        }
-      }),
-    );
-    return ok.every(Boolean);
+    const chunks = locs.map((loc, k) => ({ i: first + k, loc }));
+    const jobs = await Promise.all(this.decodeFromFile(pool, runs[0]!.fd, runs[0]!.fileOffset, start, chunks, dst));
+    return jobs.every((j) => j.results?.every((r) => 'ok' in r && r.ok.length === cs));
+  }
+
+  /**
+   * Decode chunks that lie back to back from file offset fileStart on (their loc offsets relative
+   * to segStart), split into as many jobs as the pool runs at once, each reading its own part of
+   * the file; into out (chunk k at k * chunkSize) when given. One promise per job, resolving to its
+   * range of `chunks` and the results or the error.
+   */
+  private decodeFromFile(
+    pool: ChunkPool,
+    fd: number,
+    fileStart: number,
+    segStart: number,
+    chunks: Array<{ i: number; loc: Loc }>,
+    out?: Uint8Array,
+  ): Array<Promise<{ from: number; to: number; results?: InflateResult[]; error?: unknown }>> {
+    const cs = this.chunkSize;
+    const groups = Math.min(pool.size, Math.ceil(chunks.length / 8));
+    const per = Math.ceil(chunks.length / groups);
+    return Array.from({ length: groups }, async (_, g) => {
+      const from = g * per;
+      const to = Math.min(chunks.length, from + per);
+      if (from >= to) return { from, to, results: [] };
+      const part = chunks.slice(from, to);
+      const first = part[0]!.loc.offset;
+      const end = part[part.length - 1]!.loc.offset + part[part.length - 1]!.loc.size;
+      const items = part.map((c): WorkItem => [c.loc.offset - first, c.loc.size, c.loc.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(c.i)]);
+      try {
+        const results = await pool.runAt!(fd, fileStart + (first - segStart), end - first, items, cs, out?.subarray(from * cs, to * cs));
+        return { from, to, results };
+      } catch (error) {
+        return { from, to, error };
+      }
+    });
   }
 
   /** Media bytes held by chunk i (the last chunk is shorter). */
@@ -284,25 +303,13 @@ export class ChunkStore {
     // A run in a local file, decoded natively: read and decode in one trip to the thread pool.
     const fileRun = pool?.runAt && run.every((c) => c.loc.kind === ChunkKind.Zlib || c.loc.kind === ChunkKind.RawChecksum) ? seg.source.fileRuns?.(start, end - start) : undefined;
     if (pool?.runAt && fileRun?.length === 1) {
-      // split into as many jobs as the pool runs at once, each reading its own part of the file
-      const { fd, fileOffset } = fileRun[0]!;
-      const groups = Math.min(pool.size, Math.ceil(run.length / 8));
-      const per = Math.ceil(run.length / groups);
+      // each job's chunks are handed over as soon as that job is done
       await Promise.all(
-        Array.from({ length: groups }, async (_, g) => {
-          const part = run.slice(g * per, (g + 1) * per);
-          if (!part.length) return;
-          const from = part[0]!.loc.offset;
-          const to = part[part.length - 1]!.loc.offset + part[part.length - 1]!.loc.size;
-          const items = part.map((c): WorkItem => [c.loc.offset - from, c.loc.size, c.loc.kind === ChunkKind.Zlib ? 0 : 1, this.logicalSize(c.i)]);
-          let results: InflateResult[];
-          try {
-            results = await pool.runAt!(fd, fileOffset + (from - start), to - from, items, this.chunkSize);
-          } catch (err) {
-            for (const c of part) this.fail(c.i, c.d, err);
-            return;
-          }
-          this.settle(part, results, seg.name);
+        this.decodeFromFile(pool, fileRun[0]!.fd, fileRun[0]!.fileOffset, start, run).map(async (p) => {
+          const job = await p;
+          const part = run.slice(job.from, job.to);
+          if (job.results) this.settle(part, job.results, seg.name);
+          else for (const c of part) this.fail(c.i, c.d, job.error);
         }),
       );
       return;

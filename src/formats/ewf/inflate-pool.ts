@@ -92,6 +92,9 @@ export class InflatePool implements ChunkPool {
   }
 }
 
+/** A WorkItem, or [offset, length, 2, logical size]: a raw deflate stream of which the first maxOutput bytes count (qcow2). */
+export type NativeItem = WorkItem | [number, number, 2, number];
+
 /** What both pools offer chunk-store.ts. */
 export interface ChunkPool {
   readonly size: number;
@@ -125,7 +128,7 @@ export class NativeDecodePool implements ChunkPool {
     readonly size = Math.max(1, Math.min(4, availableParallelism())),
   ) {}
 
-  run(buf: Uint8Array, items: WorkItem[], maxOutput: number): Promise<InflateResult[]> {
+  run(buf: Uint8Array, items: NativeItem[], maxOutput: number): Promise<InflateResult[]> {
     return this.call(items, maxOutput, (flat, out, cb) => this.addon.decodeChunks(buf, flat, maxOutput, out, cb));
   }
 
@@ -133,7 +136,7 @@ export class NativeDecodePool implements ChunkPool {
     return this.call(items, maxOutput, (flat, o, cb) => this.addon.decodeChunksAt(fd, offset, length, flat, maxOutput, o, cb), out);
   }
 
-  private call(items: WorkItem[], maxOutput: number, start: (flat: Float64Array, out: Uint8Array | undefined, cb: DecodeCallback) => void, into?: Uint8Array): Promise<InflateResult[]> {
+  private call(items: NativeItem[], maxOutput: number, start: (flat: Float64Array, out: Uint8Array | undefined, cb: DecodeCallback) => void, into?: Uint8Array): Promise<InflateResult[]> {
     const flat = new Float64Array(items.length * 4);
     items.forEach((it, k) => flat.set(it, k * 4));
     return new Promise((resolve, reject) => {
@@ -161,16 +164,22 @@ export class NativeDecodePool implements ChunkPool {
 let shared: InflatePool | undefined;
 let native: NativeDecodePool | null | undefined;
 
+/** The native decoder alone (it also takes kind 2: raw deflate, first maxOutput bytes), when built. */
+export function nativeDecodePool(): NativeDecodePool | undefined {
+  if (native === undefined) {
+    const addon = loadAddon<CodecAddon>('anydisk_codec');
+    native = addon ? new NativeDecodePool(addon) : null;
+  }
+  return native ?? undefined;
+}
+
 /**
  * The process-wide pool: the native decoder when it is built, else worker threads (undefined
  * when neither can be used).
  */
 export function inflatePool(): ChunkPool | undefined {
-  if (native === undefined) {
-    const addon = loadAddon<CodecAddon>('anydisk_codec');
-    native = addon ? new NativeDecodePool(addon) : null;
-  }
-  if (native) return native;
+  const n = nativeDecodePool();
+  if (n) return n;
   if (!shared) shared = new InflatePool();
   return shared.broken ? undefined : shared;
 }

@@ -7,8 +7,7 @@ import zlib from 'node:zlib';
 import { promisify } from 'node:util';
 import zstd from 'zstd-napi/binding.js';
 import { CorruptImageError } from '../../core/errors.js';
-import { loadAddon } from '../../core/native.js';
-import type { CodecAddon } from '../ewf/inflate-pool.js';
+import { nativeDecodePool, type NativeItem } from '../ewf/inflate-pool.js';
 import { FORMAT } from './header.js';
 
 const inflateRaw = promisify(zlib.inflateRaw);
@@ -54,30 +53,20 @@ export function decompressClusters(
   clusterSize: number,
   where: Array<{ file: string; offset: number }>,
 ): Array<Promise<Uint8Array>> {
-  const codec = type === COMPRESSION_DEFLATE && parts.length > 1 ? loadAddon<CodecAddon>('anydisk_codec') : undefined;
-  if (!codec) return parts.map(([o, l], k) => decompressCluster(type, buf.subarray(o, o + l), clusterSize, where[k]!));
-  const items = new Float64Array(parts.length * 4);
-  parts.forEach(([o, l], k) => items.set([o, l, 2, clusterSize], k * 4));
-  const all = new Promise<Array<Uint8Array | Error>>((resolve, reject) =>
-    codec.decodeChunks(buf, items, clusterSize, undefined, (err, lengths, codes, _details, messages, made) => {
-      if (err) return reject(err);
-      const block = made!;
-      resolve(
-        parts.map((_, k) => {
-          const fail = (why: string) => new CorruptImageError(FORMAT, `compressed cluster does not decompress (${why})`, where[k]!);
-          const n = lengths[k]!;
-          if (codes[k] !== 0) return fail(messages?.[k] || 'invalid data');
-          if (n !== clusterSize) return fail(`${n} of ${clusterSize} bytes`);
-          return block.subarray(k * clusterSize, (k + 1) * clusterSize);
-        }),
-      );
-    }),
+  const pool = type === COMPRESSION_DEFLATE && parts.length > 1 ? nativeDecodePool() : undefined;
+  if (!pool) return parts.map(([o, l], k) => decompressCluster(type, buf.subarray(o, o + l), clusterSize, where[k]!));
+  const all = pool.run(
+    buf,
+    parts.map(([o, l]): NativeItem => [o, l, 2, clusterSize]),
+    clusterSize,
   );
   return parts.map((_, k) =>
-    all.then((r) => {
-      const v = r[k]!;
-      if (v instanceof Error) throw v;
-      return v;
+    all.then((rs) => {
+      const r = rs[k]!;
+      const fail = (why: string) => new CorruptImageError(FORMAT, `compressed cluster does not decompress (${why})`, where[k]!);
+      if (!('ok' in r)) throw fail(r.message);
+      if (r.ok.length !== clusterSize) throw fail(`${r.ok.length} of ${clusterSize} bytes`);
+      return r.ok;
     }),
   );
 }
