@@ -19,8 +19,10 @@
 #include <zlib.h>
 #include <errno.h>
 #include <unistd.h>
+#include "decode.h"
 
-enum { OK = 0, E_SHORT = 1, E_ADLER = 2, E_DATA = 3, E_TOO_LARGE = 4, E_MEM = 5, E_IO = 6 };
+/* result codes: decode.h's DEC_* (0 ok .. 5), and one of this module's own */
+enum { OK = DEC_OK, E_SHORT = DEC_SHORT, E_IO = 6 };
 
 typedef struct {
   napi_async_work work;
@@ -41,62 +43,14 @@ typedef struct {
   char (*msgs)[96];
 } batch_t;
 
-/* A raw deflate stream (qcow2) of which only the first cap bytes count: qemu keeps the first
- * cluster of a stream that yields more. Padding after the stream is ignored. */
-static int inflate_first(const uint8_t *src, size_t len, uint8_t *dst, size_t cap, size_t *produced, char *msg) {
-  z_stream s;
-  memset(&s, 0, sizeof s);
-  if (inflateInit2(&s, -15) != Z_OK) return E_MEM;
-  s.next_in = (Bytef *)src;
-  s.avail_in = (uInt)len;
-  s.next_out = dst;
-  s.avail_out = (uInt)cap;
-  int rc = inflate(&s, Z_FINISH);
-  int out = OK;
-  *produced = cap - s.avail_out;
-  if (rc != Z_STREAM_END && !((rc == Z_OK || rc == Z_BUF_ERROR) && s.avail_out == 0)) {
-    out = E_DATA;
-    strncpy(msg, s.msg ? s.msg : (rc == Z_BUF_ERROR ? "unexpected end of file" : "invalid data"), 95);
-  }
-  inflateEnd(&s);
-  return out;
-}
-
-static int inflate_one(const uint8_t *src, size_t len, uint8_t *dst, size_t cap, size_t *produced, char *msg) {
-  z_stream s;
-  memset(&s, 0, sizeof s);
-  if (inflateInit(&s) != Z_OK) return E_MEM;
-  s.next_in = (Bytef *)src;
-  s.avail_in = (uInt)len;
-  s.next_out = dst;
-  s.avail_out = (uInt)cap;
-  int rc = inflate(&s, Z_FINISH);
-  int out = OK;
-  if (rc == Z_STREAM_END) {
-    *produced = cap - s.avail_out;
-  } else if (rc == Z_BUF_ERROR && s.avail_out == 0) {
-    /* more output than the chunk can hold: is there really more? */
-    uint8_t probe;
-    s.next_out = &probe;
-    s.avail_out = 1;
-    int rc2 = inflate(&s, Z_FINISH);
-    out = (rc2 == Z_STREAM_END && s.avail_out == 1) ? OK : E_TOO_LARGE;
-    if (out == OK) *produced = cap;
-    else if (rc2 == Z_DATA_ERROR) {
-      out = E_DATA;
-      strncpy(msg, s.msg ? s.msg : "invalid data", 95);
-    }
-  } else {
-    out = E_DATA;
-    strncpy(msg, s.msg ? s.msg : (rc == Z_BUF_ERROR ? "unexpected end of file" : "invalid data"), 95);
-  }
-  inflateEnd(&s);
-  return out;
-}
+/* one decompressor per pool thread (the threads live as long as the process) */
+static __thread struct libdeflate_decompressor *ld_tls;
 
 static void execute(napi_env env, void *data) {
   (void)env;
   batch_t *b = data;
+  if (!ld_tls) ld_tls = libdeflate_alloc_decompressor();
+  struct libdeflate_decompressor *ld = ld_tls; /* NULL (no memory): zlib alone */
   if (b->fd >= 0) {
     size_t done = 0;
     while (done < b->in_len) {
@@ -125,27 +79,15 @@ static void execute(napi_env env, void *data) {
       continue;
     }
     const uint8_t *src = b->own_in + off;
-    if (kind == 1) {
-      if (len < 4 || len - 4 < logical) {
-        b->codes[k] = E_SHORT;
-        continue;
-      }
-      size_t n = len - 4;
-      uint32_t want = (uint32_t)src[n] | (uint32_t)src[n + 1] << 8 | (uint32_t)src[n + 2] << 16 | (uint32_t)src[n + 3] << 24;
-      uint32_t got = (uint32_t)adler32(1L, src, (uInt)n);
-      if (want != got) {
-        b->codes[k] = E_ADLER;
-        b->details[k * 2] = want;
-        b->details[k * 2 + 1] = got;
-        continue;
-      }
-      memcpy(dst, src, logical);
-      b->lengths[k] = (double)logical;
-      b->codes[k] = OK;
-    } else {
-      size_t produced = 0;
-      b->codes[k] = kind == 2 ? inflate_first(src, len, dst, b->max_out, &produced, b->msgs[k]) : inflate_one(src, len, dst, b->max_out, &produced, b->msgs[k]);
-      b->lengths[k] = (double)produced;
+    dec_err_t e;
+    size_t produced = 0;
+    /* the inflating kinds report their length; JavaScript checks it against the chunk's */
+    b->codes[k] = dec_unit(ld, NULL, kind, src, len, dst, b->max_out, kind == CODEC_ADLER ? logical : 0, &produced, &e);
+    b->lengths[k] = (double)produced;
+    strcpy(b->msgs[k], e.msg);
+    if (b->codes[k] == DEC_ADLER) {
+      b->details[k * 2] = e.want;
+      b->details[k * 2 + 1] = e.got;
     }
   }
 }

@@ -24,8 +24,9 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+#include "decode.h"
 
-enum { SEG_FD = 1, SEG_ZERO = 2, SEG_BYTES = 3 };
+enum { SEG_FD = 1, SEG_ZERO = 2, SEG_BYTES = 3, SEG_CODED = 4 };
 enum { OP_READ = 1, OP_WRITE = 2, OP_FLUSH = 3, OP_FSYNC = 4, OP_TRUNCATE = 5, OP_READY = 6, OP_EXIT = 7, OP_DONE = 8 };
 
 typedef struct {
@@ -34,7 +35,19 @@ typedef struct {
   int fd;
   uint64_t fdoff;
   uint8_t *bytes;
+  /* SEG_CODED: the segment is bytes [skip, skip+len) of a unit of unit_len bytes that decodes
+   * (codec, at most unit_cap bytes of output) from stored_len bytes at fdoff */
+  uint32_t stored_len, unit_len, unit_cap, skip;
+  int codec;
 } seg_t;
+
+/* Limits of what JavaScript may hand over as coded segments (larger units stay with read()). */
+#define CODED_UNIT_MAX (4u << 20)
+#define CODED_STORED_MAX (CODED_UNIT_MAX + (64u << 10))
+/* Stored bytes of neighbouring units fetched with one pread. */
+#define CODED_RUN_MAX (2u << 20)
+/* After a run, the page cache is asked to fetch this many times its length of what follows. */
+#define CODED_AHEAD 4
 
 typedef struct {
   char *name;
@@ -74,7 +87,7 @@ typedef struct mount_s {
   struct timespec now;
   atomic_int closing;
   atomic_long outstanding;
-  atomic_ullong native_reads, native_bytes, js_reads, js_bytes;
+  atomic_ullong native_reads, native_bytes, js_reads, js_bytes, decoded_units, decode_fallbacks;
   int loop_rc;
   /* reply thread: the copy of a read's bytes into the kernel happens here, not on the JS thread */
   pthread_t replier;
@@ -257,10 +270,122 @@ static long seg_find(file_t *f, uint64_t off) {
   return ans;
 }
 
-static __thread uint8_t *tbuf;
+static __thread uint8_t *tbuf; /* a read's reply */
 static __thread size_t tcap;
 
-/* 1: answered; 0: not covered by segments (JavaScript answers). */
+/* Make *buf hold at least n bytes (contents not kept). 0 on success. */
+static int grow(uint8_t **buf, size_t *cap, size_t n) {
+  if (*cap >= n) return 0;
+  free(*buf);
+  *cap = 0;
+  *buf = malloc(n);
+  if (!*buf) return -1;
+  *cap = n;
+  return 0;
+}
+
+/* Coded segments: per FUSE thread, the stored bytes of the current request's run of units, one
+ * decoded unit kept for the reads that want only part of it (random reads, view edges), and an
+ * inflate stream reused from unit to unit. */
+static __thread uint8_t *tin;
+static __thread size_t tincap;
+static __thread int tin_fd = -1;
+static __thread uint64_t tin_off, tin_len;
+static __thread uint8_t *tunit;
+static __thread size_t tunitcap;
+static __thread const mount_t *tunit_m;
+static __thread int tunit_fd = -1;
+static __thread uint64_t tunit_off;
+static __thread z_stream tzs;
+static __thread int tzs_ready;
+static __thread struct libdeflate_decompressor *tld;
+
+static int pread_full(int fd, uint8_t *dst, size_t n, uint64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = pread(fd, dst + done, n - done, (off_t)(off + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return -errno;
+    if (got == 0) return -EIO; /* the file is shorter than its map says */
+    done += (size_t)got;
+  }
+  return 0;
+}
+
+/* The stored bytes of coded segment k, fetched together with those of the following segments of
+ * the same request that continue it in the same file without a gap. NULL with *err set on failure. */
+static const uint8_t *coded_input(file_t *f, long k, uint64_t req_end, int *err) {
+  seg_t *s = &f->segs[k];
+  if (s->fd == tin_fd && s->fdoff >= tin_off && s->fdoff + s->stored_len <= tin_off + tin_len) return tin + (s->fdoff - tin_off);
+  /* stored ranges may touch or overlap (qcow2 rounds a stream's length up to whole sectors) */
+  uint64_t len = s->stored_len;
+  for (long j = k + 1; j < (long)f->nsegs; j++) {
+    seg_t *q = &f->segs[j];
+    if (q->start >= req_end || q->kind != SEG_CODED || q->fd != s->fd || q->fdoff < s->fdoff || q->fdoff > s->fdoff + len) break;
+    uint64_t qend = q->fdoff + q->stored_len - s->fdoff;
+    if (qend > CODED_RUN_MAX) break;
+    if (qend > len) len = qend;
+  }
+  tin_fd = -1;
+  if (grow(&tin, &tincap, len)) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  int rc = pread_full(s->fd, tin, len, s->fdoff);
+  if (rc) {
+    *err = rc;
+    return NULL;
+  }
+  tin_fd = s->fd;
+  tin_off = s->fdoff;
+  tin_len = len;
+  /* readers of coded units move forward: have the stored bytes that follow on their way */
+  posix_fadvise(s->fd, (off_t)(s->fdoff + len), (off_t)(len * CODED_AHEAD), POSIX_FADV_WILLNEED);
+  return tin;
+}
+
+/* n bytes at offset `at` of coded segment k's unit into dst. 0: done; 1: the unit does not decode
+ * (JavaScript answers the request and reports where); < 0: an errno for the reply. */
+static int coded_read(mount_t *m, file_t *f, long k, uint64_t req_end, uint8_t *dst, uint64_t at, size_t n) {
+  seg_t *s = &f->segs[k];
+  int whole = at == 0 && n == s->unit_len && s->unit_len == s->unit_cap;
+  if (!whole && tunit_m == m && tunit_fd == s->fd && tunit_off == s->fdoff) {
+    memcpy(dst, tunit + at, n);
+    return 0;
+  }
+  int err = 0;
+  const uint8_t *src = coded_input(f, k, req_end, &err);
+  if (!src) return err;
+  if (!tzs_ready) {
+    memset(&tzs, 0, sizeof tzs);
+    if (inflateInit2(&tzs, 15) != Z_OK) return -ENOMEM;
+    tzs_ready = 1;
+  }
+  if (!tld && !(tld = libdeflate_alloc_decompressor())) return -ENOMEM;
+  uint8_t *out = dst;
+  if (!whole) {
+    if (grow(&tunit, &tunitcap, s->unit_cap)) return -ENOMEM;
+    tunit_m = NULL; /* overwritten below: valid again only once decoded */
+    out = tunit;
+  }
+  size_t produced;
+  dec_err_t e;
+  int rc = dec_unit(tld, &tzs, s->codec, src, s->stored_len, out, s->unit_cap, s->unit_len, &produced, &e);
+  if (rc != DEC_OK) {
+    atomic_fetch_add(&m->decode_fallbacks, 1);
+    return 1;
+  }
+  atomic_fetch_add(&m->decoded_units, 1);
+  if (!whole) {
+    tunit_m = m;
+    tunit_fd = s->fd;
+    tunit_off = s->fdoff;
+    memcpy(dst, tunit + at, n);
+  }
+  return 0;
+}
+
+/* 1: answered; 0: not covered by segments, or a unit did not decode (JavaScript answers). */
 static int try_native_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, size_t len) {
   pthread_rwlock_rdlock(&m->lock);
   long i = seg_find(f, off);
@@ -273,40 +398,33 @@ static int try_native_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, 
     if (s->start > pos || s->start + s->len <= pos) goto miss;
     pos = s->start + s->len;
   }
-  if (tcap < len) {
-    free(tbuf);
-    tcap = 0;
-    tbuf = malloc(len);
-    if (!tbuf) {
-      pthread_rwlock_unlock(&m->lock);
-      fuse_reply_err(req, ENOMEM);
-      return 1;
-    }
-    tcap = len;
+  if (grow(&tbuf, &tcap, len)) {
+    pthread_rwlock_unlock(&m->lock);
+    fuse_reply_err(req, ENOMEM);
+    return 1;
   }
+  tin_fd = -1; /* stored runs are fetched per request */
   pos = off;
   for (long k = i; pos < end; k++) {
     seg_t *s = &f->segs[k];
     uint64_t in = pos - s->start;
     size_t n = (size_t)((s->start + s->len < end ? s->start + s->len : end) - pos);
     uint8_t *dst = tbuf + (pos - off);
+    int rc = 0;
     if (s->kind == SEG_ZERO) {
       memset(dst, 0, n);
     } else if (s->kind == SEG_BYTES) {
       memcpy(dst, s->bytes + in, n);
+    } else if (s->kind == SEG_CODED) {
+      rc = coded_read(m, f, k, end, dst, s->skip + in, n);
+      if (rc == 1) goto miss;
     } else {
-      size_t done = 0;
-      while (done < n) {
-        ssize_t got = pread(s->fd, dst + done, n - done, (off_t)(s->fdoff + in + done));
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) {
-          int e = got < 0 ? errno : EIO;
-          pthread_rwlock_unlock(&m->lock);
-          fuse_reply_err(req, e);
-          return 1;
-        }
-        done += (size_t)got;
-      }
+      rc = pread_full(s->fd, dst, n, s->fdoff + in);
+    }
+    if (rc < 0) {
+      pthread_rwlock_unlock(&m->lock);
+      fuse_reply_err(req, -rc);
+      return 1;
     }
     pos += n;
   }
@@ -822,41 +940,69 @@ static int seg_cmp(const void *a, const void *b) {
   return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* addSegments(handle, index, [{start, length, kind: 1 fd | 2 zero | 3 bytes, fd, fdOffset, data}])
- * Segments that overlap one already known are ignored (a range's mapping never changes while
+/* addSegments(handle, index, table: Float64Array, data: Array<Uint8Array | undefined>): per segment
+ * SEG_FIELDS numbers [start, length, kind (1 fd | 2 zero | 3 bytes | 4 coded), fd, fdOffset,
+ * storedLength, codec (decode.h), unitLength, unitCap, skip]; data[i] holds the bytes of segment i
+ * when it is of kind 3. Numbers in a typed array: reading ten named properties per segment cost
+ * more than the reads they map. Segments that break a limit are dropped (read() serves them);
+ * segments that overlap one already known are ignored (a range's mapping never changes while
  * mounted: only read-only content is given segments). */
+#define SEG_FIELDS 10
 static napi_value js_add_segments(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_t *m = argc >= 3 ? mount_of(env, argv[0]) : NULL;
-  if (!m) return throw_msg(env, "addSegments(handle, index, segments)");
+  mount_t *m = argc >= 4 ? mount_of(env, argv[0]) : NULL;
+  if (!m) return throw_msg(env, "addSegments(handle, index, table, data)");
   int32_t idx;
   CHECK(napi_get_value_int32(env, argv[1], &idx));
   if (idx < 0 || idx >= m->nfiles) return throw_msg(env, "addSegments: bad index");
-  uint32_t n;
-  CHECK(napi_get_array_length(env, argv[2], &n));
+  napi_typedarray_type t;
+  size_t tlen, boff;
+  void *tp;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[2], &t, &tlen, &tp, &ab, &boff) != napi_ok || t != napi_float64_array || tlen % SEG_FIELDS)
+    return throw_msg(env, "addSegments: table must be a Float64Array of 10 numbers per segment");
+  const double *tab = tp;
+  uint32_t n = (uint32_t)(tlen / SEG_FIELDS);
   if (n == 0) return NULL;
   seg_t *add = calloc(n, sizeof(seg_t));
   if (!add) return throw_msg(env, "out of memory");
   uint32_t k = 0;
+  int advised = -1;
   for (uint32_t i = 0; i < n; i++) {
-    napi_value so, dv;
-    CHECK(napi_get_element(env, argv[2], i, &so));
+    const double *v = tab + (size_t)i * SEG_FIELDS;
     seg_t s = {0};
-    s.start = (uint64_t)get_num(env, so, "start", -1);
-    s.len = (uint64_t)get_num(env, so, "length", 0);
-    s.kind = (int)get_num(env, so, "kind", 0);
-    s.fd = (int)get_num(env, so, "fd", -1);
-    s.fdoff = (uint64_t)get_num(env, so, "fdOffset", 0);
-    if (s.len == 0 || (s.kind != SEG_FD && s.kind != SEG_ZERO && s.kind != SEG_BYTES)) continue;
-    if (s.kind == SEG_FD && s.fd < 0) continue;
+    if (!(v[0] >= 0 && v[1] > 0 && v[0] + v[1] <= 9007199254740991.0)) continue;
+    s.start = (uint64_t)v[0];
+    s.len = (uint64_t)v[1];
+    s.kind = (int)v[2];
+    s.fd = v[3] >= 0 && v[3] < 2147483647.0 ? (int)v[3] : -1;
+    s.fdoff = v[4] >= 0 ? (uint64_t)v[4] : 0;
+    if (s.kind < SEG_FD || s.kind > SEG_CODED) continue;
+    if ((s.kind == SEG_FD || s.kind == SEG_CODED) && s.fd < 0) continue;
+    if (s.kind == SEG_CODED) {
+      double stored = v[5], unit = v[7], cap = v[8], skip = v[9];
+      s.codec = (int)v[6];
+      if (!(stored > 0 && stored <= CODED_STORED_MAX && unit > 0 && cap >= unit && cap <= CODED_UNIT_MAX && skip >= 0 && skip + (double)s.len <= unit)) continue;
+      if (s.codec != CODEC_ZLIB && s.codec != CODEC_ADLER && s.codec != CODEC_DEFLATE_FIRST) continue;
+      s.stored_len = (uint32_t)stored;
+      s.unit_len = (uint32_t)unit;
+      s.unit_cap = (uint32_t)cap;
+      s.skip = (uint32_t)skip;
+    }
     /* streams of a mounted image are long: let the kernel read the file ahead in bigger windows */
-    if (s.kind == SEG_FD) posix_fadvise(s.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if ((s.kind == SEG_FD || s.kind == SEG_CODED) && s.fd != advised) {
+      posix_fadvise(s.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+      advised = s.fd;
+    }
     if (s.kind == SEG_BYTES) {
+      napi_value dv;
       void *data;
       size_t dlen;
-      if (!get_prop(env, so, "data", &dv) || napi_get_buffer_info(env, dv, &data, &dlen) != napi_ok || dlen < s.len) continue;
+      if (napi_get_element(env, argv[3], i, &dv) != napi_ok || napi_get_typedarray_info(env, dv, &t, &dlen, &data, &ab, &boff) != napi_ok ||
+          t != napi_uint8_array || dlen < s.len)
+        continue;
       s.bytes = malloc(s.len);
       if (!s.bytes) continue;
       memcpy(s.bytes, data, s.len);
@@ -913,6 +1059,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   PUT("jsReads", atomic_load(&m->js_reads));
   PUT("jsBytes", atomic_load(&m->js_bytes));
   PUT("outstanding", atomic_load(&m->outstanding));
+  PUT("decodedUnits", atomic_load(&m->decoded_units));
+  PUT("decodeFallbacks", atomic_load(&m->decode_fallbacks));
   size_t segs = 0;
   pthread_rwlock_rdlock(&m->lock);
   for (int i = 0; i < m->nfiles; i++) segs += m->files[i].nsegs;

@@ -10,6 +10,7 @@ NEEDS=(
   "/usr/include/fuse3/fuse_lowlevel.h:libfuse3-dev"
   "cc:gcc"
   "/usr/include/zlib.h:zlib1g-dev"
+  "/usr/include/libdeflate.h:libdeflate-dev"
   "pkg-config:pkg-config"
   "fusermount:fuse3"
   "qemu-img:qemu-utils"

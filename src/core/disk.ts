@@ -19,13 +19,34 @@ export interface Extent {
   depth?: number;
 }
 
+/** How an encoded unit's stored bytes decode (native/decode.h has the same three). */
+export type UnitCodec = 'zlib' | 'adler32' | 'deflate-first';
+
 /**
- * A piece of a disk whose bytes need no decoding: a range of an open file descriptor, or zeros.
- * A frontend may serve such pieces itself (the native FUSE frontend reads them on its own threads).
+ * Bytes [skip, skip+length) of a unit of unitLength bytes stored as storedLength bytes at
+ * fileOffset of fd: a zlib stream (that may decode to at most unitCap bytes), data followed by a
+ * little-endian Adler-32, or a raw deflate stream of which the first unitCap bytes count.
+ */
+export interface EncodedUnit {
+  fd: number;
+  fileOffset: number;
+  storedLength: number;
+  codec: UnitCodec;
+  unitLength: number;
+  unitCap: number;
+  skip: number;
+}
+
+/**
+ * A piece of a disk whose bytes a frontend may produce without the disk: a range of an open file
+ * descriptor, zeros, or part of one encoded unit (an EWF chunk, a compressed qcow2 cluster) that
+ * decodes on its own. The native FUSE frontend serves such pieces on its own threads; a unit that
+ * fails to decode goes back to read(), which reports where it is.
  */
 export type DirectPiece =
   | { offset: number; length: number; kind: 'file'; fd: number; fileOffset: number }
-  | { offset: number; length: number; kind: 'zero' };
+  | { offset: number; length: number; kind: 'zero' }
+  | ({ offset: number; length: number; kind: 'encoded' } & EncodedUnit);
 
 export interface Disk {
   /** Size in bytes; never above Number.MAX_SAFE_INTEGER (checked at open). */
@@ -54,7 +75,7 @@ export interface Disk {
   directMap?(offset: number, length: number): Promise<DirectPiece[]>;
 }
 
-/** Append a piece, merging it with the previous one when they continue each other. */
+/** Append a piece, merging it with the previous one when they continue each other (encoded pieces never merge). */
 export function pushPiece(out: DirectPiece[], p: DirectPiece): void {
   const last = out[out.length - 1];
   if (last && last.offset + last.length === p.offset && last.kind === p.kind) {

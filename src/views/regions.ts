@@ -143,11 +143,7 @@ export class RegionFile implements ViewFile {
       } else if (this.disk.directMap) {
         maps.push(
           this.disk.directMap(r.diskOffset + inR, n).then((pieces) => {
-            for (const p of pieces) {
-              const s = start + (p.offset - (r.diskOffset + inR));
-              if (p.kind === 'zero') out.push({ start: s, length: p.length, kind: 'zero' });
-              else out.push({ start: s, length: p.length, kind: 'file', fd: p.fd, fileOffset: p.fileOffset });
-            }
+            for (const { offset: o, ...p } of pieces) out.push({ ...p, start: start + (o - (r.diskOffset + inR)) });
           }),
         );
       }

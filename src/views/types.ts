@@ -2,13 +2,14 @@
 // VMDK). It is a precomputed, sorted list of regions built at mount time from metadata only:
 // header bytes, ranges mapped onto the disk, and zero padding.
 
-import type { Disk } from '../core/disk.js';
+import type { Disk, EncodedUnit } from '../core/disk.js';
 
 /** A part of a view file that a frontend may serve without calling read(). */
 export type DirectSegment =
   | { start: number; length: number; kind: 'file'; fd: number; fileOffset: number }
   | { start: number; length: number; kind: 'zero' }
-  | { start: number; length: number; kind: 'bytes'; data: Uint8Array };
+  | { start: number; length: number; kind: 'bytes'; data: Uint8Array }
+  | ({ start: number; length: number; kind: 'encoded' } & EncodedUnit);
 
 export interface ViewFile {
   /** File name inside the mount point. */

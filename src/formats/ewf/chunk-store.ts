@@ -12,12 +12,16 @@
 
 import { inflate, type ZlibOptions } from 'node:zlib';
 import { adler32Fast } from './adler32.js';
-import { checkRange } from '../../core/disk.js';
+import { checkRange, pushPiece, type DirectPiece } from '../../core/disk.js';
 import { AnydiskError, ChecksumError, CorruptImageError, IoError, UnsupportedFeatureError } from '../../core/errors.js';
 import { inflatePool, type ChunkPool } from './inflate-pool.js';
 import type { InflateResult, WorkItem } from './inflate-worker.js';
 import type { ByteSource } from '../../sources/source.js';
 
+/** Largest chunk directMap() hands to a frontend to decode (native/anydisk_fuse.c's CODED_UNIT_MAX). */
+const DIRECT_UNIT_MAX = 4 << 20;
+/** Most chunks directMap() locates at once (a frontend asks window by window). */
+const DIRECT_MAP_CHUNKS = 8192;
 /** Reads of at least this many whole chunks may decode straight into the reader's buffer. */
 const DIRECT_MIN_CHUNKS = 8;
 
@@ -163,6 +167,47 @@ export class ChunkStore {
       dst.set(bufs[k]!.subarray(from, from + n), pos);
       pos += n;
     }
+  }
+
+  /**
+   * The chunks of [offset, offset+length) as pieces a frontend can produce itself: zlib and
+   * Adler-32 chunks as encoded units, unchecked stored chunks as file runs. Chunks in sources
+   * without a local file, pattern fills and chunks whose table does not load are left out (gaps:
+   * read() serves them and reports what is wrong).
+   */
+  async directMap(offset: number, length: number): Promise<DirectPiece[]> {
+    checkRange({ size: this.mediaSize }, offset, length, this.format);
+    const cs = this.chunkSize;
+    if (length === 0 || cs > DIRECT_UNIT_MAX) return [];
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + length - 1) / cs);
+    if (last - first + 1 > DIRECT_MAP_CHUNKS) return [];
+    const locs = await Promise.all(Array.from({ length: last - first + 1 }, (_, k) => this.locate(first + k).catch(() => undefined)));
+    const out: DirectPiece[] = [];
+    for (let k = 0; k < locs.length; k++) {
+      const loc = locs[k];
+      if (!loc) continue;
+      const i = first + k;
+      const unit = this.logicalSize(i);
+      const from = Math.max(offset, i * cs);
+      const to = Math.min(offset + length, i * cs + unit);
+      const skip = from - i * cs;
+      const src = this.segments[loc.seg]!.source;
+      if (loc.kind === ChunkKind.Zlib || loc.kind === ChunkKind.RawChecksum) {
+        const runs = src.fileRuns?.(loc.offset, loc.size);
+        if (runs?.length !== 1) continue;
+        const zlib = loc.kind === ChunkKind.Zlib;
+        out.push({ offset: from, length: to - from, kind: 'encoded', fd: runs[0]!.fd, fileOffset: runs[0]!.fileOffset, storedLength: loc.size, codec: zlib ? 'zlib' : 'adler32', unitLength: unit, unitCap: zlib ? cs : unit, skip });
+      } else if (loc.kind === ChunkKind.Raw && loc.size >= unit) {
+        const runs = src.fileRuns?.(loc.offset + skip, to - from);
+        let at = from;
+        for (const r of runs ?? []) {
+          pushPiece(out, { offset: at, length: r.length, kind: 'file', fd: r.fd, fileOffset: r.fileOffset });
+          at += r.length;
+        }
+      }
+    }
+    return out;
   }
 
   /**

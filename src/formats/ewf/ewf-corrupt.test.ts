@@ -9,41 +9,8 @@ import { AnydiskError, ChecksumError, CorruptImageError } from '../../core/error
 import { openImage } from '../registry.js';
 import { patternBytes, sha256, tempDir } from '../../../test/harness/tools.js';
 import { adler32 } from './adler32.js';
-import { ewf1Section, ewf1Sections } from './ewf-builders.js';
-import { acquire, ewfSource, readAll } from './test-helpers.js';
-
-interface Entry {
-  abs: number;
-  compressed: boolean;
-}
-
-/** The chunk entries of the first "table" section of a segment, as absolute offsets. */
-function tableOf(file: Uint8Array): { entries: Entry[]; table: number; table2?: number } {
-  const secs = ewf1Sections(file);
-  const t = secs.find((s) => s.type === 'table')!;
-  const t2 = secs.find((s) => s.type === 'table2');
-  const dv = new DataView(file.buffer, file.byteOffset);
-  const n = dv.getUint32(t.offset + 76, true);
-  const base = Number(dv.getBigUint64(t.offset + 76 + 8, true));
-  const entries: Entry[] = [];
-  for (let k = 0; k < n; k++) {
-    const v = dv.getUint32(t.offset + 100 + k * 4, true);
-    entries.push({ abs: base + (v & 0x7fffffff), compressed: v >>> 31 === 1 });
-  }
-  return { entries, table: t.offset, table2: t2?.offset };
-}
-
-function chunksBefore(files: string[], seg: number): number {
-  let n = 0;
-  for (let s = 0; s < seg; s++) n += tableOf(readFileSync(files[s]!)).entries.length;
-  return n;
-}
-
-function flip(path: string, offset: number, mask = 0x55): void {
-  const b = readFileSync(path);
-  b[offset]! ^= mask;
-  writeFileSync(path, b);
-}
+import { ewf1Sections } from './ewf-builders.js';
+import { acquire, chunksBefore, ewfSource, flip, readAll, tableOf } from './test-helpers.js';
 
 function makeSet(): { dir: string; segs: string[]; data: Uint8Array; cleanup: () => void } {
   const { dir, cleanup } = tempDir('ewfbad');

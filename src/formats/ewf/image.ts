@@ -2,7 +2,7 @@
 // acquisition metadata for `info` and the stored hashes for `verify`.
 
 import { basename } from 'node:path';
-import { BaseDisk, checkRange, type Extent } from '../../core/disk.js';
+import { BaseDisk, checkRange, type DirectPiece, type Extent } from '../../core/disk.js';
 import { humanSize } from '../../core/bytes.js';
 import type { ChunkStore, Segment } from './chunk-store.js';
 import type { SectorRange, SessionEntry } from './ewf1-sections.js';
@@ -53,6 +53,10 @@ export class EwfImage extends BaseDisk implements FormatImage {
 
   read(dst: Uint8Array, offset: number): Promise<void> {
     return this.store.read(dst, offset);
+  }
+
+  directMap(offset: number, length: number): Promise<DirectPiece[]> {
+    return this.store.directMap(offset, length);
   }
 
   override async extents(offset: number, length: number): Promise<Extent[]> {

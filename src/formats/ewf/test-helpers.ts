@@ -1,5 +1,6 @@
 // Shared helpers for the EWF tests (not used by the driver).
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { ewf1Sections } from './ewf-builders.js';
 import { join } from 'node:path';
 import type { FormatImage } from '../types.js';
 import { patternBytes, run } from '../../../test/harness/tools.js';
@@ -30,3 +31,36 @@ export async function readAll(img: FormatImage, piece = 100_000): Promise<Uint8A
   return out;
 }
 
+
+export interface Entry {
+  abs: number;
+  compressed: boolean;
+}
+
+/** The chunk entries of the first "table" section of a segment, as absolute offsets. */
+export function tableOf(file: Uint8Array): { entries: Entry[]; table: number; table2?: number } {
+  const secs = ewf1Sections(file);
+  const t = secs.find((s) => s.type === 'table')!;
+  const t2 = secs.find((s) => s.type === 'table2');
+  const dv = new DataView(file.buffer, file.byteOffset);
+  const n = dv.getUint32(t.offset + 76, true);
+  const base = Number(dv.getBigUint64(t.offset + 76 + 8, true));
+  const entries: Entry[] = [];
+  for (let k = 0; k < n; k++) {
+    const v = dv.getUint32(t.offset + 100 + k * 4, true);
+    entries.push({ abs: base + (v & 0x7fffffff), compressed: v >>> 31 === 1 });
+  }
+  return { entries, table: t.offset, table2: t2?.offset };
+}
+
+export function chunksBefore(files: string[], seg: number): number {
+  let n = 0;
+  for (let s = 0; s < seg; s++) n += tableOf(readFileSync(files[s]!)).entries.length;
+  return n;
+}
+
+export function flip(path: string, offset: number, mask = 0x55): void {
+  const b = readFileSync(path);
+  b[offset]! ^= mask;
+  writeFileSync(path, b);
+}

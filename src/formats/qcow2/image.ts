@@ -10,7 +10,7 @@ import type { ByteSource } from '../../sources/source.js';
 import { readBytes } from '../../sources/source.js';
 import type { BackingRef, FormatImage, ImageInfo, OpenContext } from '../types.js';
 import { TableCache, type CachedTable } from './cache.js';
-import { compressionName, decompressCluster, decompressClusters } from './compressed.js';
+import { COMPRESSION_DEFLATE, compressionName, decompressCluster, decompressClusters } from './compressed.js';
 import {
   AUTOCLEAR_DATA_FILE_RAW,
   COMPAT_LAZY_REFCOUNTS,
@@ -173,7 +173,8 @@ export class Qcow2Image implements FormatImage {
 
   /**
    * Plain pieces of a read-only image: data clusters as runs of the (data) file, zero and
-   * unallocated clusters as zeros or as the backing disk's own pieces. Compressed clusters are gaps.
+   * unallocated clusters as zeros or as the backing disk's own pieces, deflate-compressed clusters as
+   * encoded units (zstd clusters are gaps).
    * Ranges above DIRECT_MAP_MAX answer nothing (mapping them would walk too many L2 tables).
    */
   async directMap(offset: number, length: number): Promise<DirectPiece[]> {
@@ -191,6 +192,16 @@ export class Qcow2Image implements FormatImage {
         for (const r of runs ?? []) {
           pushPiece(out, { offset: g, length: r.length, kind: 'file', fd: r.fd, fileOffset: r.fileOffset });
           g += r.length;
+        }
+      } else if (s.kind === 'compressed') {
+        // a deflate cluster the frontend decodes itself; zstd stays with read()
+        const file = this.source;
+        const stored = Math.min(s.csize, file.size - s.host);
+        const runs = this.header.compressionType === COMPRESSION_DEFLATE && stored > 0 ? file.fileRuns?.(s.host, stored) : undefined;
+        if (runs?.length === 1) {
+          const cs = this.clusterSize;
+          const r = runs[0]!;
+          out.push({ offset: s.guest, length: s.length, kind: 'encoded', fd: r.fd, fileOffset: r.fileOffset, storedLength: stored, codec: 'deflate-first', unitLength: cs, unitCap: cs, skip: s.guest % cs });
         }
       } else if (s.kind === 'unalloc' && this.backing) {
         const b = this.backing;

@@ -11,14 +11,6 @@ import type { MountedFs, MountOptions } from './filesystem.js';
 
 type Handle = { readonly __mount: unique symbol };
 type Request = { readonly __request: unique symbol };
-interface NativeSegment {
-  start: number;
-  length: number;
-  kind: number;
-  fd?: number;
-  fdOffset?: number;
-  data?: Uint8Array;
-}
 export interface NativeStats {
   nativeReads: number;
   nativeBytes: number;
@@ -26,6 +18,9 @@ export interface NativeStats {
   jsBytes: number;
   outstanding: number;
   segments: number;
+  /** Encoded units decoded by the addon, and those that failed (read() answered instead). */
+  decodedUnits: number;
+  decodeFallbacks: number;
 }
 interface Addon {
   mount(
@@ -44,7 +39,8 @@ interface Addon {
   /** For a read with a buffer: true when answered already (the buffer is free again). */
   reply(req: Request, result: number, buf?: Uint8Array, token?: number): boolean | undefined;
   setSize(h: Handle, index: number, size: number): void;
-  addSegments(h: Handle, index: number, segs: NativeSegment[]): void;
+  /** SEG_FIELDS numbers per segment (see pack()); data[i]: the bytes of a 'bytes' segment i. */
+  addSegments(h: Handle, index: number, table: Float64Array, data: Array<Uint8Array | undefined>): void;
   stats(h: Handle): NativeStats;
   unmount(h: Handle): void;
 }
@@ -52,7 +48,10 @@ interface Addon {
 const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT: 7, DONE: 8 } as const;
 /** Read buffers kept for reuse (each MAX_IO bytes); more are allocated while many reads are in flight. */
 const POOL_KEEP = 16;
-const KIND = { file: 1, zero: 2, bytes: 3 } as const;
+const KIND = { file: 1, zero: 2, bytes: 3, encoded: 4 } as const;
+const SEG_FIELDS = 10;
+/** native/decode.h's codec numbers. */
+const CODEC = { zlib: 0, adler32: 1, 'deflate-first': 2 } as const;
 /** Reads served by JavaScript ask for the direct segments of the window around them, once. */
 const MAP_WINDOW = 16 << 20;
 /**
@@ -73,10 +72,32 @@ export function nativeLoadError(): string {
   return addonError('anydisk_fuse');
 }
 
-function toNative(s: DirectSegment): NativeSegment {
-  if (s.kind === 'file') return { start: s.start, length: s.length, kind: KIND.file, fd: s.fd, fdOffset: s.fileOffset };
-  if (s.kind === 'zero') return { start: s.start, length: s.length, kind: KIND.zero };
-  return { start: s.start, length: s.length, kind: KIND.bytes, data: s.data };
+/**
+ * The segments as the addon takes them: SEG_FIELDS numbers each, [start, length, kind, fd,
+ * fdOffset, storedLength, codec, unitLength, unitCap, skip], and the bytes of 'bytes' segments.
+ */
+export function pack(segs: DirectSegment[]): { table: Float64Array; data: Array<Uint8Array | undefined> } {
+  const table = new Float64Array(segs.length * SEG_FIELDS).fill(-1);
+  const data: Array<Uint8Array | undefined> = [];
+  segs.forEach((s, i) => {
+    const v = table.subarray(i * SEG_FIELDS, (i + 1) * SEG_FIELDS);
+    v[0] = s.start;
+    v[1] = s.length;
+    v[2] = KIND[s.kind];
+    if (s.kind === 'file' || s.kind === 'encoded') {
+      v[3] = s.fd;
+      v[4] = s.fileOffset;
+    }
+    if (s.kind === 'encoded') {
+      v[5] = s.storedLength;
+      v[6] = CODEC[s.codec];
+      v[7] = s.unitLength;
+      v[8] = s.unitCap;
+      v[9] = s.skip;
+    }
+    if (s.kind === 'bytes') data[i] = s.data;
+  });
+  return { table, data };
 }
 
 export async function mountNative(mountpoint: string, files: ViewFile[], opts: MountOptions = {}): Promise<MountedFs & { stats(): NativeStats }> {
@@ -98,7 +119,8 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
 
   const addSegments = (index: number, segs: DirectSegment[]) => {
     if (closed || !handle || segs.length === 0) return;
-    native.addSegments(handle, index, segs.map(toNative));
+    const { table, data } = pack(segs);
+    native.addSegments(handle, index, table, data);
   };
 
   /** After a read served here: let the addon serve the window around it from now on, if it can. */
