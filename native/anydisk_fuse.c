@@ -7,7 +7,8 @@
 // through a thread-safe function and is answered later with reply().
 //
 // Exports: mount(options, callback) -> handle, reply(request, result), setSize(handle, index,
-// size), addSegments(handle, index, segments), stats(handle), unmount(handle).
+// size), addSegments(handle, index, table, data), addTrip(handle, index, offset), stats(handle),
+// unmount(handle).
 
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
@@ -27,7 +28,7 @@
 #include "decode.h"
 
 enum { SEG_FD = 1, SEG_ZERO = 2, SEG_BYTES = 3, SEG_CODED = 4 };
-enum { OP_READ = 1, OP_WRITE = 2, OP_FLUSH = 3, OP_FSYNC = 4, OP_TRUNCATE = 5, OP_READY = 6, OP_EXIT = 7, OP_DONE = 8 };
+enum { OP_READ = 1, OP_WRITE = 2, OP_FLUSH = 3, OP_FSYNC = 4, OP_TRUNCATE = 5, OP_READY = 6, OP_EXIT = 7, OP_DONE = 8, OP_TRIP = 9 };
 
 typedef struct {
   uint64_t start, len;
@@ -57,6 +58,11 @@ typedef struct {
   int volatile_; /* content made anew on every read: no kernel cache, short reads */
   seg_t *segs;
   size_t nsegs, cap;
+  /* trip offsets (sorted; guarded by the mount's trip_lock): the first native read that covers
+   * one tells JavaScript (OP_TRIP), which maps what lies ahead before the reader gets there */
+  uint64_t *trips;
+  size_t tripcap;
+  atomic_size_t ntrips;
 } file_t;
 
 /* A read answered by JavaScript, waiting for the reply thread to hand it to the kernel. */
@@ -74,6 +80,7 @@ typedef struct mount_s {
   file_t *files;
   int nfiles;
   pthread_rwlock_t lock; /* guards sizes and segments */
+  pthread_mutex_t trip_lock;
   napi_threadsafe_function tsfn;
   pthread_t thread;
   int thread_started;
@@ -385,6 +392,28 @@ static int coded_read(mount_t *m, file_t *f, long k, uint64_t req_end, uint8_t *
   return 0;
 }
 
+/* Tell JavaScript about the first trip offset inside [off, off+len), once. */
+static void trip_check(mount_t *m, file_t *f, uint64_t off, size_t len) {
+  uint64_t hit = 0;
+  int found = 0;
+  pthread_mutex_lock(&m->trip_lock);
+  size_t lo = 0, hi = atomic_load(&f->ntrips);
+  while (lo < hi) { /* first trip >= off */
+    size_t mid = (lo + hi) / 2;
+    if (f->trips[mid] < off) lo = mid + 1;
+    else hi = mid;
+  }
+  size_t n = atomic_load(&f->ntrips);
+  if (lo < n && f->trips[lo] < off + len) {
+    hit = f->trips[lo];
+    found = 1;
+    memmove(&f->trips[lo], &f->trips[lo + 1], (n - lo - 1) * sizeof(uint64_t));
+    atomic_store(&f->ntrips, n - 1);
+  }
+  pthread_mutex_unlock(&m->trip_lock);
+  if (found) to_js(m, NULL, OP_TRIP, (int)(f - m->files), hit, 0, NULL);
+}
+
 /* 1: answered; 0: not covered by segments, or a unit did not decode (JavaScript answers). */
 static int try_native_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, size_t len) {
   pthread_rwlock_rdlock(&m->lock);
@@ -432,6 +461,7 @@ static int try_native_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, 
   atomic_fetch_add(&m->native_reads, 1);
   atomic_fetch_add(&m->native_bytes, len);
   fuse_reply_buf(req, (const char *)tbuf, len);
+  if (atomic_load(&f->ntrips)) trip_check(m, f, off, len);
   return 1;
 miss:
   pthread_rwlock_unlock(&m->lock);
@@ -771,6 +801,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   mount_t *m = calloc(1, sizeof *m);
   if (!m) return throw_msg(env, "out of memory");
   pthread_rwlock_init(&m->lock, NULL);
+  pthread_mutex_init(&m->trip_lock, NULL);
   pthread_mutex_init(&m->qlock, NULL);
   pthread_cond_init(&m->qcond, NULL);
   napi_value v, files;
@@ -1044,6 +1075,42 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* addTrip(handle, index, offset): the first native read covering offset sends OP_TRIP(index, offset). */
+static napi_value js_add_trip(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  mount_t *m = argc >= 3 ? mount_of(env, argv[0]) : NULL;
+  if (!m) return throw_msg(env, "addTrip(handle, index, offset)");
+  int32_t idx;
+  double off;
+  CHECK(napi_get_value_int32(env, argv[1], &idx));
+  CHECK(napi_get_value_double(env, argv[2], &off));
+  if (idx < 0 || idx >= m->nfiles || !(off >= 0)) return throw_msg(env, "addTrip: bad index or offset");
+  file_t *f = &m->files[idx];
+  uint64_t o = (uint64_t)off;
+  pthread_mutex_lock(&m->trip_lock);
+  size_t n = atomic_load(&f->ntrips), at = 0;
+  while (at < n && f->trips[at] < o) at++;
+  if (at == n || f->trips[at] != o) {
+    if (n == f->tripcap) {
+      size_t cap = f->tripcap ? f->tripcap * 2 : 8;
+      uint64_t *nt = realloc(f->trips, cap * sizeof(uint64_t));
+      if (!nt) {
+        pthread_mutex_unlock(&m->trip_lock);
+        return throw_msg(env, "out of memory");
+      }
+      f->trips = nt;
+      f->tripcap = cap;
+    }
+    memmove(&f->trips[at + 1], &f->trips[at], (n - at) * sizeof(uint64_t));
+    f->trips[at] = o;
+    atomic_store(&f->ntrips, n + 1);
+  }
+  pthread_mutex_unlock(&m->trip_lock);
+  return NULL;
+}
+
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], out, v;
@@ -1099,6 +1166,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"reply", NULL, js_reply, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setSize", NULL, js_set_size, NULL, NULL, NULL, napi_enumerable, NULL},
     {"addSegments", NULL, js_add_segments, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"addTrip", NULL, js_add_trip, NULL, NULL, NULL, napi_enumerable, NULL},
     {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
     {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_enumerable, NULL},
   };

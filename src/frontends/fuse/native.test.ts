@@ -14,7 +14,7 @@ import { VIEWS } from '../../views/index.js';
 import { MemoryFile } from '../../views/memory-file.js';
 import type { ViewFile } from '../../views/types.js';
 import { loadNative, mountNative, nativeLoadError } from './native.js';
-import { patternBytes, qemuImg, tempDir } from '../../../test/harness/tools.js';
+import { patternBytes, qemuImg, qemuIo, tempDir } from '../../../test/harness/tools.js';
 
 const MiB = 1 << 20;
 
@@ -113,6 +113,40 @@ test('qcow2 -> raw: windows read once through JavaScript are then served nativel
         await m.unmount();
         await disk.close();
       }
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a stream served natively maps the windows ahead of it itself: JavaScript sees only its first read', async () => {
+  const t = tempDir('native');
+  try {
+    const image = join(t.dir, 'big.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', image, '256M');
+    qemuIo(image, 'qcow2', 'write -P 0x61 0 1M', 'write -P 0x62 100M 3M', 'write -P 0x63 255M 1M');
+    const { disk, files } = await viewOf(image, 'raw');
+    const mnt = join(t.dir, 'mnt');
+    mkdirSync(mnt);
+    const m = await mountNative(mnt, files, { directIo: true });
+    try {
+      const fh = await open(join(mnt, 'disk.dd'), 'r');
+      try {
+        const buf = Buffer.alloc(MiB);
+        for (let at = 0; at < 256 * MiB; at += MiB) {
+          await fh.read(buf, 0, MiB, at);
+          const want = at === 0 ? 0x61 : at >= 100 * MiB && at < 103 * MiB ? 0x62 : at === 255 * MiB ? 0x63 : 0;
+          assert.ok(buf.every((b) => b === want), `wrong bytes at ${at}`);
+        }
+      } finally {
+        await fh.close();
+      }
+      // 16 windows of 16 MiB: without trips every other window would start with a JavaScript read
+      const s = m.stats();
+      assert.ok(s.jsReads <= 3, `${s.jsReads} of 256 reads went through JavaScript`);
+    } finally {
+      await m.unmount();
+      await disk.close();
     }
   } finally {
     t.cleanup();

@@ -39,13 +39,15 @@ interface Addon {
   /** For a read with a buffer: true when answered already (the buffer is free again). */
   reply(req: Request, result: number, buf?: Uint8Array, token?: number): boolean | undefined;
   setSize(h: Handle, index: number, size: number): void;
+  /** The first native read that covers offset sends TRIP(index, offset), once. */
+  addTrip(h: Handle, index: number, offset: number): void;
   /** SEG_FIELDS numbers per segment (see pack()); data[i]: the bytes of a 'bytes' segment i. */
   addSegments(h: Handle, index: number, table: Float64Array, data: Array<Uint8Array | undefined>): void;
   stats(h: Handle): NativeStats;
   unmount(h: Handle): void;
 }
 
-const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT: 7, DONE: 8 } as const;
+const OP = { READ: 1, WRITE: 2, FLUSH: 3, FSYNC: 4, TRUNCATE: 5, READY: 6, EXIT: 7, DONE: 8, TRIP: 9 } as const;
 /** Read buffers kept for reuse (each MAX_IO bytes); more are allocated while many reads are in flight. */
 const POOL_KEEP = 16;
 const KIND = { file: 1, zero: 2, bytes: 3, encoded: 4 } as const;
@@ -130,6 +132,10 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     // reads move forward: map the next window before they get there
     mapWindow(index, w + 1);
   };
+  /**
+   * Map a window; once mapped, its first byte is a trip: the native read that gets there maps
+   * the two windows after it, so a stream the addon serves never comes back here for mapping.
+   */
   const mapWindow = (index: number, w: number) => {
     const f = files[index]!;
     if (!f.directSegments || !f.readOnly) return;
@@ -140,7 +146,10 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     const length = Math.min(MAP_WINDOW, f.size - start);
     if (length <= 0) return;
     f.directSegments(start, length).then(
-      (segs) => addSegments(index, segs),
+      (segs) => {
+        addSegments(index, segs);
+        if (segs.length && !closed && handle) native.addTrip(handle, index, start);
+      },
       () => undefined, // a window that cannot be mapped stays with read()
     );
   };
@@ -161,6 +170,12 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       const b = lent.get(offset);
       lent.delete(offset);
       if (b) giveBack(b);
+      return;
+    }
+    if (op === OP.TRIP) {
+      const w = Math.floor(offset / MAP_WINDOW);
+      mapWindow(index, w + 1);
+      mapWindow(index, w + 2);
       return;
     }
     if (op === OP.EXIT) {
