@@ -791,6 +791,17 @@ static mount_t *mount_of(napi_env env, napi_value v) {
   return p;
 }
 
+/* The prologue of the functions that take (handle[, index], ...): fills argv[0..want), returns the
+ * mount and (when idx is given) the file index in argv[1]; NULL after throwing `usage`. */
+static mount_t *mount_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, int32_t *idx, const char *usage) {
+  size_t argc = want;
+  mount_t *m = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= want) m = mount_of(env, argv[0]);
+  if (m && idx && (napi_get_value_int32(env, argv[1], idx) != napi_ok || *idx < 0 || *idx >= m->nfiles)) m = NULL;
+  if (!m) napi_throw_error(env, NULL, usage);
+  return m;
+}
+
 /* mount({ mountpoint, options: string (for -o), files: [{name, size, readOnly, growable}],
  *         keepCache, directIo, maxIo, maxReadahead, maxThreads }, callback) -> handle */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
@@ -950,16 +961,12 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_set_size(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_t *m = argc >= 3 ? mount_of(env, argv[0]) : NULL;
-  if (!m) return throw_msg(env, "setSize(handle, index, size)");
   int32_t idx;
   double size;
-  CHECK(napi_get_value_int32(env, argv[1], &idx));
-  CHECK(napi_get_value_double(env, argv[2], &size));
-  if (idx < 0 || idx >= m->nfiles || size < 0) return throw_msg(env, "setSize: bad index or size");
+  mount_t *m = mount_args(env, info, 3, argv, &idx, "setSize(handle, index, size)");
+  if (!m) return NULL;
+  if (napi_get_value_double(env, argv[2], &size) != napi_ok || size < 0) return throw_msg(env, "setSize: bad size");
   pthread_rwlock_wrlock(&m->lock);
   m->files[idx].size = (uint64_t)size;
   pthread_rwlock_unlock(&m->lock);
@@ -980,14 +987,10 @@ static int seg_cmp(const void *a, const void *b) {
  * mounted: only read-only content is given segments). */
 #define SEG_FIELDS 10
 static napi_value js_add_segments(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_t *m = argc >= 4 ? mount_of(env, argv[0]) : NULL;
-  if (!m) return throw_msg(env, "addSegments(handle, index, table, data)");
   int32_t idx;
-  CHECK(napi_get_value_int32(env, argv[1], &idx));
-  if (idx < 0 || idx >= m->nfiles) return throw_msg(env, "addSegments: bad index");
+  mount_t *m = mount_args(env, info, 4, argv, &idx, "addSegments(handle, index, table, data)");
+  if (!m) return NULL;
   napi_typedarray_type t;
   size_t tlen, boff;
   void *tp;
@@ -1077,16 +1080,12 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
 
 /* addTrip(handle, index, offset): the first native read covering offset sends OP_TRIP(index, offset). */
 static napi_value js_add_trip(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_t *m = argc >= 3 ? mount_of(env, argv[0]) : NULL;
-  if (!m) return throw_msg(env, "addTrip(handle, index, offset)");
   int32_t idx;
   double off;
-  CHECK(napi_get_value_int32(env, argv[1], &idx));
-  CHECK(napi_get_value_double(env, argv[2], &off));
-  if (idx < 0 || idx >= m->nfiles || !(off >= 0)) return throw_msg(env, "addTrip: bad index or offset");
+  mount_t *m = mount_args(env, info, 3, argv, &idx, "addTrip(handle, index, offset)");
+  if (!m) return NULL;
+  if (napi_get_value_double(env, argv[2], &off) != napi_ok || !(off >= 0)) return throw_msg(env, "addTrip: bad offset");
   file_t *f = &m->files[idx];
   uint64_t o = (uint64_t)off;
   pthread_mutex_lock(&m->trip_lock);
@@ -1112,11 +1111,9 @@ static napi_value js_add_trip(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1], out, v;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_t *m = argc >= 1 ? mount_of(env, argv[0]) : NULL;
-  if (!m) return throw_msg(env, "stats(handle)");
+  mount_t *m = mount_args(env, info, 1, argv, NULL, "stats(handle)");
+  if (!m) return NULL;
   napi_create_object(env, &out);
 #define PUT(key, val)                         \
   napi_create_double(env, (double)(val), &v); \
@@ -1139,11 +1136,9 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
 
 /* unmount(handle): unmount, stop the loop thread, release the callback. Idempotent. */
 static napi_value js_unmount(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  mount_t *m = argc >= 1 ? mount_of(env, argv[0]) : NULL;
-  if (!m) return throw_msg(env, "unmount(handle)");
+  mount_t *m = mount_args(env, info, 1, argv, NULL, "unmount(handle)");
+  if (!m) return NULL;
   if (atomic_exchange(&m->closing, 1)) return NULL;
   fuse_session_exit(m->se);
   fuse_session_unmount(m->se);
