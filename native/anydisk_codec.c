@@ -92,6 +92,12 @@ static void execute(napi_env env, void *data) {
   }
 }
 
+static void free_block(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
 static void complete(napi_env env, napi_status status, void *data) {
   batch_t *b = data;
   napi_value cb, global, argv[6], undef;
@@ -102,19 +108,24 @@ static void complete(napi_env env, napi_status status, void *data) {
     /* only at the end of the environment (a worker thread stopping): nobody to answer */
   } else {
     argv[0] = undef;
-    /* into JavaScript's buffer, or (none given) a new one made here, so it exists only from now */
+    /* into JavaScript's buffer; or (none given) the job's own block becomes a Buffer, handed over
+     * without a copy (it exists for JavaScript only from now on) */
     napi_value made;
     napi_get_undefined(env, &made);
-    if (!b->js_out) {
-      void *p2;
-      size_t total = b->n * b->max_out;
-      if (napi_create_buffer(env, total ? total : 1, &p2, &made) != napi_ok || !p2) goto done;
-      b->js_out = p2;
-    }
-    for (size_t k = 0; k < b->n; k++) {
+    for (size_t k = 0; k < b->n; k++)
       if (b->codes[k] != OK) b->lengths[k] = 0;
-      else memcpy(b->js_out + k * b->max_out, b->out + k * b->max_out, (size_t)b->lengths[k]);
+    if (!b->js_out) {
+      size_t total = b->n * b->max_out;
+      if (napi_create_external_buffer(env, total ? total : 1, b->out, free_block, NULL, &made) == napi_ok) {
+        b->out = NULL;
+      } else {
+        void *p2;
+        if (napi_create_buffer(env, total ? total : 1, &p2, &made) != napi_ok || !p2) goto done;
+        b->js_out = p2;
+      }
     }
+    for (size_t k = 0; b->js_out && k < b->n; k++)
+      if (b->codes[k] == OK) memcpy(b->js_out + k * b->max_out, b->out + k * b->max_out, (size_t)b->lengths[k]);
     void *p;
     napi_value ab;
     napi_create_arraybuffer(env, b->n * sizeof(double), &p, &ab);
