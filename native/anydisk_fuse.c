@@ -89,6 +89,7 @@ typedef struct mount_s {
   unsigned max_io;
   unsigned max_readahead;
   unsigned max_threads;
+  size_t max_segs;
   uid_t uid;
   gid_t gid;
   struct timespec now;
@@ -824,6 +825,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   m->max_io = (unsigned)get_num(env, argv[0], "maxIo", 1 << 20);
   m->max_readahead = (unsigned)get_num(env, argv[0], "maxReadahead", 1 << 20);
   m->max_threads = (unsigned)get_num(env, argv[0], "maxThreads", 16);
+  /* Most segments a file keeps (about 64 bytes each: 8 MiB by default, 4 GiB of an E01 in 32 KiB
+   * chunks); past it addSegments starts over and returns true, and JavaScript forgets which
+   * windows it mapped. */
+  m->max_segs = (size_t)get_num(env, argv[0], "maxSegments", 1 << 17);
   m->uid = getuid();
   m->gid = getgid();
   clock_gettime(CLOCK_REALTIME, &m->now);
@@ -984,7 +989,8 @@ static int seg_cmp(const void *a, const void *b) {
  * when it is of kind 3. Numbers in a typed array: reading ten named properties per segment cost
  * more than the reads they map. Segments that break a limit are dropped (read() serves them);
  * segments that overlap one already known are ignored (a range's mapping never changes while
- * mounted: only read-only content is given segments). */
+ * mounted: only read-only content is given segments). Returns true when the file's segments were
+ * dropped first (more than maxSegments). */
 #define SEG_FIELDS 10
 static napi_value js_add_segments(napi_env env, napi_callback_info info) {
   napi_value argv[4];
@@ -1046,6 +1052,13 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
   qsort(add, k, sizeof(seg_t), seg_cmp);
   pthread_rwlock_wrlock(&m->lock);
   file_t *f = &m->files[idx];
+  int reset = 0;
+  if (f->nsegs + k > m->max_segs) {
+    /* bounded memory: forget what was mapped (JavaScript maps windows again as reads come) */
+    for (size_t i = 0; i < f->nsegs; i++) free(f->segs[i].bytes);
+    f->nsegs = 0;
+    reset = 1;
+  }
   if (f->nsegs + k > f->cap) {
     size_t cap = f->cap ? f->cap : 16;
     while (cap < f->nsegs + k) cap *= 2;
@@ -1059,23 +1072,33 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
     f->segs = ns;
     f->cap = cap;
   }
+  /* merge two sorted lists from the back, dropping new segments that overlap a kept one (or each
+   * other): O(n + k), in place; a window added after all others only appends */
+  size_t keep = 0;
   for (uint32_t i = 0; i < k; i++) {
     seg_t *s = &add[i];
     long at = seg_find(f, s->start);
     int overlap = 0;
     if (at >= 0 && f->segs[at].start + f->segs[at].len > s->start) overlap = 1;
     if (at + 1 < (long)f->nsegs && f->segs[at + 1].start < s->start + s->len) overlap = 1;
+    if (keep > 0 && add[keep - 1].start + add[keep - 1].len > s->start) overlap = 1;
     if (overlap) {
       free(s->bytes);
       continue;
     }
-    memmove(&f->segs[at + 2], &f->segs[at + 1], (f->nsegs - (size_t)(at + 1)) * sizeof(seg_t));
-    f->segs[at + 1] = *s;
-    f->nsegs++;
+    add[keep++] = *s;
   }
+  size_t w = f->nsegs + keep, a = f->nsegs, b = keep;
+  while (b > 0) {
+    if (a > 0 && f->segs[a - 1].start > add[b - 1].start) f->segs[--w] = f->segs[--a];
+    else f->segs[--w] = add[--b];
+  }
+  f->nsegs += keep;
   pthread_rwlock_unlock(&m->lock);
   free(add);
-  return NULL;
+  napi_value out;
+  napi_get_boolean(env, reset, &out);
+  return out;
 }
 
 /* addTrip(handle, index, offset): the first native read covering offset sends OP_TRIP(index, offset). */

@@ -20,8 +20,8 @@ import type { ByteSource } from '../../sources/source.js';
 
 /** Largest chunk directMap() hands to a frontend to decode (native/anydisk_fuse.c's CODED_UNIT_MAX). */
 const DIRECT_UNIT_MAX = 4 << 20;
-/** Most chunks directMap() locates at once (a frontend asks window by window). */
-const DIRECT_MAP_CHUNKS = 8192;
+/** Most chunks directMap() locates at once: a 16 MiB window of the smallest chunks (8 KiB). */
+const DIRECT_MAP_CHUNKS = 2048;
 /** Reads of at least this many whole chunks may decode straight into the reader's buffer. */
 const DIRECT_MIN_CHUNKS = 8;
 

@@ -29,6 +29,8 @@ export interface MountOptions {
   directIo?: boolean;
   /** Called once when the mount goes away from outside (fusermount -u, umount -l). */
   onLost?: () => void;
+  /** Native frontend: most direct segments kept per file before they are dropped and mapped again (memory bound). */
+  maxSegments?: number;
 }
 
 export interface MountedFs {

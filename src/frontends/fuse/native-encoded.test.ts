@@ -12,17 +12,17 @@ import { join } from 'node:path';
 import { openInput } from '../input.js';
 import { VIEWS } from '../../views/index.js';
 import { mountNative } from './native.js';
-import { qemuImg, tempDir } from '../../../test/harness/tools.js';
+import { patternBytes, qemuImg, tempDir } from '../../../test/harness/tools.js';
 import { acquire, chunksBefore, ewfSource, flip, tableOf } from '../../formats/ewf/test-helpers.js';
 
 const CHUNK = 32768;
 
-async function mounted(image: string, view: string, mnt: string) {
+async function mounted(image: string, view: string, mnt: string, maxSegments?: number) {
   const { disk } = await openInput({ images: [image], inopts: {}, write: { kind: 'readonly' } });
   const files = VIEWS.find((v) => v.name === view)!.build(disk, { baseName: 'disk', identity: image });
   mkdirSync(mnt, { recursive: true });
   // direct_io: every read reaches the daemon (nothing is answered from the page cache)
-  const m = await mountNative(mnt, files, { directIo: true });
+  const m = await mountNative(mnt, files, { directIo: true, maxSegments });
   // the image data (a VMDK view's flat extent, not its descriptor)
   const file = files.reduce((a, b) => (b.size > a.size ? b : a));
   return {
@@ -136,6 +136,33 @@ test('E01 with a damaged stored chunk and a damaged deflated chunk: EIO there, e
         }
         at = (chunk + 1) * CHUNK;
       }
+    } finally {
+      await mnt.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the segments a file keeps are bounded: past the limit they are dropped and windows mapped again, reads stay right', async () => {
+  const t = tempDir('native-enc');
+  try {
+    // 40 MiB in 16 KiB chunks: too many to map at mount, three 16 MiB windows of 1024 chunks
+    const data = Buffer.from(patternBytes(40 << 20, 5));
+    data.fill(0, 8 << 20, 12 << 20);
+    writeFileSync(join(t.dir, 'src.raw'), data);
+    const segs = acquire(t.dir, join(t.dir, 'src.raw'), 'big', ['-f', 'encase6', '-c', 'fast', '-b', '32']);
+    const window = 1024;
+    const limit = 1200;
+    const mnt = await mounted(segs[0]!, 'raw', join(t.dir, 'mnt'), limit);
+    try {
+      for (let pass = 0; pass < 2; pass++) {
+        assert.ok((await readRange(mnt.path, 0, data.length)).equals(data), `pass ${pass}: bytes differ`);
+        await settle();
+        const s = mnt.m.stats();
+        assert.ok(s.segments <= limit + window, `${s.segments} segments kept, limit ${limit} plus one window`);
+      }
+      assert.ok(mnt.m.stats().decodedUnits > 0);
     } finally {
       await mnt.close();
     }

@@ -33,6 +33,7 @@ interface Addon {
       maxIo: number;
       maxReadahead: number;
       maxThreads: number;
+      maxSegments?: number;
     },
     cb: (req: Request | undefined, op: number, index: number, offset: number, length: number, buf: Buffer | undefined) => void,
   ): Handle;
@@ -42,7 +43,8 @@ interface Addon {
   /** The first native read that covers offset sends TRIP(index, offset), once. */
   addTrip(h: Handle, index: number, offset: number): void;
   /** SEG_FIELDS numbers per segment (see pack()); data[i]: the bytes of a 'bytes' segment i. */
-  addSegments(h: Handle, index: number, table: Float64Array, data: Array<Uint8Array | undefined>): void;
+  /** True when the file's segments were dropped first (more than maxSegments): map windows again. */
+  addSegments(h: Handle, index: number, table: Float64Array, data: Array<Uint8Array | undefined>): boolean;
   stats(h: Handle): NativeStats;
   unmount(h: Handle): void;
 }
@@ -122,7 +124,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
   const addSegments = (index: number, segs: DirectSegment[]) => {
     if (closed || !handle || segs.length === 0) return;
     const { table, data } = pack(segs);
-    native.addSegments(handle, index, table, data);
+    if (native.addSegments(handle, index, table, data)) mapped[index]!.clear();
   };
 
   /** After a read served here: let the addon serve the window around it from now on, if it can. */
@@ -252,6 +254,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       maxIo: MAX_IO,
       maxReadahead: READAHEAD,
       maxThreads: 8,
+      maxSegments: opts.maxSegments,
     },
     onRequest,
   );
