@@ -7,7 +7,7 @@
 // - zero: padding. Writing zeros there is accepted; anything else is refused before any part of
 //   the write is applied, so a refused write changes nothing.
 
-import { checkRange, type Disk } from '../core/disk.js';
+import { checkRange, type DirectPiece, type Disk } from '../core/disk.js';
 import { OutOfRangeError, ReadOnlyError } from '../core/errors.js';
 import type { DirectSegment, ViewFile } from './types.js';
 
@@ -143,7 +143,8 @@ export class RegionFile implements ViewFile {
       } else if (this.disk.directMap) {
         maps.push(
           this.disk.directMap(r.diskOffset + inR, n).then((pieces) => {
-            for (const { offset: o, ...p } of pieces) out.push({ ...p, start: start + (o - (r.diskOffset + inR)) });
+            const shift = start - (r.diskOffset + inR);
+            for (const p of pieces) out.push(segmentOf(p, p.offset + shift));
           }),
         );
       }
@@ -231,4 +232,27 @@ export function sectorPadded(size: number): { padded: number; pad: number } {
 export function sectorPaddedNonEmpty(size: number): { padded: number; pad: number } {
   const padded = Math.max(512, roundUp(size, 512));
   return { padded, pad: padded - size };
+}
+
+/** A disk piece as a segment of a view file starting at `start` (built field by field: this runs per EWF chunk). */
+function segmentOf(p: DirectPiece, start: number): DirectSegment {
+  switch (p.kind) {
+    case 'file':
+      return { start, length: p.length, kind: 'file', fd: p.fd, fileOffset: p.fileOffset };
+    case 'zero':
+      return { start, length: p.length, kind: 'zero' };
+    case 'encoded':
+      return {
+        start,
+        length: p.length,
+        kind: 'encoded',
+        fd: p.fd,
+        fileOffset: p.fileOffset,
+        storedLength: p.storedLength,
+        codec: p.codec,
+        unitLength: p.unitLength,
+        unitCap: p.unitCap,
+        skip: p.skip,
+      };
+  }
 }

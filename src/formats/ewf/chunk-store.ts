@@ -182,24 +182,44 @@ export class ChunkStore {
     const first = Math.floor(offset / cs);
     const last = Math.floor((offset + length - 1) / cs);
     if (last - first + 1 > DIRECT_MAP_CHUNKS) return [];
-    const locs = await Promise.all(Array.from({ length: last - first + 1 }, (_, k) => this.locate(first + k).catch(() => undefined)));
+    // the tables first (usually one, already loaded), then every chunk without a promise each
+    const tis: number[] = [];
+    for (let i = first; i <= last; ) {
+      const ti = this.tableIndexOf(i);
+      if (ti < 0) {
+        i++; // a chunk in no table: read() reports it
+        continue;
+      }
+      tis.push(ti);
+      i = this.tables[ti]!.first + this.tables[ti]!.count;
+    }
+    const loaded = new Map<number, LoadedTable>();
+    await Promise.all(tis.map((ti) => this.table(ti).then((t) => loaded.set(ti, t), () => undefined)));
     const out: DirectPiece[] = [];
-    for (let k = 0; k < locs.length; k++) {
-      const loc = locs[k];
-      if (!loc) continue;
-      const i = first + k;
+    let ti = -1;
+    let t: LoadedTable | undefined;
+    for (let i = first; i <= last; i++) {
+      if (ti < 0 || i >= this.tables[ti]!.first + this.tables[ti]!.count) {
+        ti = this.tableIndexOf(i);
+        t = ti < 0 ? undefined : loaded.get(ti);
+      }
+      if (!t) continue;
+      const e = i - this.tables[ti]!.first;
+      const where = t.offsets[e]!;
+      const size = t.sizes[e]!;
+      const kind = t.kinds[e]! as ChunkKind;
       const unit = this.logicalSize(i);
       const from = Math.max(offset, i * cs);
       const to = Math.min(offset + length, i * cs + unit);
       const skip = from - i * cs;
-      const src = this.segments[loc.seg]!.source;
-      if (loc.kind === ChunkKind.Zlib || loc.kind === ChunkKind.RawChecksum) {
-        const runs = src.fileRuns?.(loc.offset, loc.size);
+      const src = this.segments[t.seg]!.source;
+      if (kind === ChunkKind.Zlib || kind === ChunkKind.RawChecksum) {
+        const runs = src.fileRuns?.(where, size);
         if (runs?.length !== 1) continue;
-        const zlib = loc.kind === ChunkKind.Zlib;
-        out.push({ offset: from, length: to - from, kind: 'encoded', fd: runs[0]!.fd, fileOffset: runs[0]!.fileOffset, storedLength: loc.size, codec: zlib ? 'zlib' : 'adler32', unitLength: unit, unitCap: zlib ? cs : unit, skip });
-      } else if (loc.kind === ChunkKind.Raw && loc.size >= unit) {
-        const runs = src.fileRuns?.(loc.offset + skip, to - from);
+        const zlib = kind === ChunkKind.Zlib;
+        out.push({ offset: from, length: to - from, kind: 'encoded', fd: runs[0]!.fd, fileOffset: runs[0]!.fileOffset, storedLength: size, codec: zlib ? 'zlib' : 'adler32', unitLength: unit, unitCap: zlib ? cs : unit, skip });
+      } else if (kind === ChunkKind.Raw && size >= unit) {
+        const runs = src.fileRuns?.(where + skip, to - from);
         let at = from;
         for (const r of runs ?? []) {
           pushPiece(out, { offset: at, length: r.length, kind: 'file', fd: r.fd, fileOffset: r.fileOffset });
