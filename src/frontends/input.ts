@@ -9,7 +9,6 @@ import { openImage } from '../formats/registry.js';
 import type { FormatImage, ImageInfo } from '../formats/types.js';
 import { ConcatLayer, Raid0Layer, Raid1Layer } from '../layers/combine.js';
 import { OffsetLayer } from '../layers/offset.js';
-import { openOverlay } from '../layers/overlay.js';
 import { readPartitionTable } from '../layers/partition/table.js';
 import { parseSize } from '../core/size.js';
 
@@ -65,6 +64,8 @@ export async function openInput(spec: InputSpec): Promise<OpenedInput> {
     const identity = images.map((i) => i.identity()).join('+');
     let describe = writable ? `write-through into ${spec.images.join(', ')}` : 'read-only';
     if (spec.write.kind === 'overlay') {
+      // The overlay brings the whole qcow2 writer: imported only for --cache FILE.
+      const { openOverlay } = await import('../layers/overlay.js');
       disk = await openOverlay(spec.write.file, disk, {
         fresh: spec.write.fresh,
         identity,

@@ -47,7 +47,7 @@ export function register(program: Command): void {
       if (inputs.some((i) => resolve(i) === resolve(out))) throw new UsageError('the output cannot be one of the inputs');
 
       const { openInput } = await import('../input.js');
-      const { inputSpec } = await import('./mount.js');
+      const { inputSpec } = await import('./input-spec.js');
       const { startProgress } = await import('../convert/progress.js');
       const input = await openInput(inputSpec(inputs, { ...opts, in: opts.format }, { kind: 'readonly' }));
       try {

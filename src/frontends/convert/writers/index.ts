@@ -4,7 +4,6 @@ import { InvalidArgumentError } from '../../../core/errors.js';
 import { qcow2Output } from './qcow2.js';
 import { rawOutput } from './raw.js';
 import { isOn, type OutputFormat, type WriteContext } from './types.js';
-import { writeView } from './view.js';
 
 const vdiOutput: OutputFormat = {
   name: 'vdi',
@@ -53,6 +52,11 @@ const vhdxOutput: OutputFormat = {
     return writeVhdx(disk, path, ctx);
   },
 };
+
+/** The view-backed writers (fixed VDI, fixed VHD, flat VMDK) bring every view: imported on use. */
+async function writeView(...args: Parameters<typeof import('./view.js').writeView>): Promise<void> {
+  return (await import('./view.js')).writeView(...args);
+}
 
 export const OUTPUTS: OutputFormat[] = [rawOutput, qcow2Output, vdiOutput, vpcOutput, vmdkOutput, vhdxOutput];
 
