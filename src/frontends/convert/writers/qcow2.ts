@@ -93,7 +93,7 @@ export class Qcow2Writer {
       for (let c = Math.floor(host / this.cs); c <= Math.floor(last / this.cs); c++) this.refs.add(c);
     } else {
       const host = await this.sink.alignTo(this.cs);
-      await this.sink.append(data.length === this.cs ? data : padded(data, this.cs));
+      await this.sink.appendHeld(data.length === this.cs ? data : padded(data, this.cs));
       this.refs.add(host / this.cs);
       entry = COPIED | BigInt(host);
     }
@@ -116,7 +116,7 @@ export class Qcow2Writer {
       }
       const q = Math.min(data.length, (l2i + 1) * this.l2Entries * cs - offset);
       const host = await this.sink.alignTo(cs);
-      await this.sink.append(data.subarray(p, q));
+      await this.sink.appendHeld(data.subarray(p, q));
       const n = Math.ceil((q - p) / cs);
       for (let k = 0; k < n; k++) {
         this.refs.add(host / cs + k);
@@ -223,8 +223,8 @@ export const qcow2Output: OutputFormat = {
       const w = new Qcow2Writer(sink, disk.size, bits, compat === '0.10' || compat === 'v2' ? 2 : 3, ctx.compress);
       await w.start();
       const sinkFor = ctx.compress
-        ? { prepare: (_off: number, data: Uint8Array) => w.prepare(data), put: (off: number, data: Uint8Array, comp: Buffer | undefined) => w.put(off, data, comp) }
-        : { runs: true, put: (off: number, data: Uint8Array) => w.put(off, data, undefined) };
+        ? { prepare: (_off: number, data: Uint8Array) => w.prepare(data), put: (off: number, data: Uint8Array, comp: Buffer | undefined) => w.put(off, data, comp), written: () => sink.written() }
+        : { runs: true, put: (off: number, data: Uint8Array) => w.put(off, data, undefined), written: () => sink.written() };
       await feedRange<Buffer | undefined>(disk, 0, disk.size, cs, sinkFor, { progress: ctx.progress, depth: ctx.depth });
       await sink.commit(await w.finish());
     } catch (err) {

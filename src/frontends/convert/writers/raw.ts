@@ -19,8 +19,9 @@ export const rawOutput: OutputFormat = {
         runs: true,
         async put(offset, data) {
           await sink.skipTo(offset);
-          await sink.append(data);
+          await sink.appendHeld(data);
         },
+        written: () => sink.written(),
       }, { progress: ctx.progress, depth: ctx.depth });
       await sink.commit(disk.size);
     } catch (err) {
