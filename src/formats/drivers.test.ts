@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DRIVERS } from './drivers.js';
+import { DRIVERS, loadProbes } from './drivers.js';
 import { findDriver, openImage, pickDriver, probeInput } from './registry.js';
 import { FileSource } from '../sources/file.js';
 import type { ProbeInput } from './types.js';
@@ -43,13 +43,17 @@ const SAMPLES: ProbeInput[] = [
   input([...ascii('AFF10\r\n'), 0]),
 ];
 
-test('every lazy driver carries the names, probe and directory test of the driver it loads', async () => {
+test('every registry line carries the names, probe and directory test of the driver it loads', async () => {
+  await loadProbes();
   for (const lazy of DRIVERS) {
     const real = await lazy.load();
+    const id = lazy.identity();
     assert.equal(lazy.name, real.name);
+    assert.equal(id.name, real.name);
     assert.deepEqual(lazy.aliases ?? [], real.aliases ?? []);
+    assert.deepEqual(id.aliases ?? [], real.aliases ?? []);
     assert.equal(lazy.description, real.description);
-    assert.equal(!!lazy.directoryEntry, !!real.directoryEntry, lazy.name);
+    assert.equal(!!id.directoryEntry, !!real.directoryEntry, lazy.name);
     for (const s of SAMPLES) assert.equal(lazy.probe(s), real.probe(s), `${lazy.name} probe of ${Buffer.from(s.head.subarray(0, 8)).toString('latin1')}`);
   }
 });

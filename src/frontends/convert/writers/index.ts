@@ -1,9 +1,28 @@
-// Output formats for `convert`, by qemu-img name and common aliases.
+// Output formats for `convert`, by qemu-img name and common aliases. Each writer module is imported
+// when its format is written.
 import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
-import { qcow2Output } from './qcow2.js';
-import { rawOutput } from './raw.js';
 import { isOn, type OutputFormat, type WriteContext } from './types.js';
+
+const rawOutput: OutputFormat = {
+  name: 'raw',
+  aliases: ['img', 'dd', 'bin'],
+  options: ['preallocation'],
+  async write(disk: Disk, path: string, ctx: WriteContext) {
+    const { writeRaw } = await import('./raw.js');
+    return writeRaw(disk, path, ctx);
+  },
+};
+
+const qcow2Output: OutputFormat = {
+  name: 'qcow2',
+  aliases: [],
+  options: ['cluster_size', 'compat', 'compression_type', 'preallocation', 'lazy_refcounts', 'refcount_bits'],
+  async write(disk: Disk, path: string, ctx: WriteContext) {
+    const { writeQcow2 } = await import('./qcow2.js');
+    return writeQcow2(disk, path, ctx);
+  },
+};
 
 const vdiOutput: OutputFormat = {
   name: 'vdi',

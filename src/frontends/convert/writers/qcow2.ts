@@ -11,7 +11,7 @@ import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
 import { feedRange } from '../feed.js';
 import { FileSink } from '../sink.js';
-import type { OutputFormat, WriteContext } from './types.js';
+import type { WriteContext } from './types.js';
 
 const deflateRawP = promisify(deflateRaw) as (buf: Uint8Array, opts: object) => Promise<Buffer>;
 
@@ -204,35 +204,30 @@ function bigEndian64(a: BigUint64Array): Uint8Array {
   return out;
 }
 
-export const qcow2Output: OutputFormat = {
-  name: 'qcow2',
-  aliases: [],
-  options: ['cluster_size', 'compat', 'compression_type', 'preallocation', 'lazy_refcounts', 'refcount_bits'],
-  async write(disk: Disk, path: string, ctx: WriteContext): Promise<void> {
-    const o = ctx.options;
-    const cs = o.cluster_size ? Number(parseBytes(o.cluster_size)) : 65536;
-    const bits = Math.log2(cs);
-    if (!Number.isInteger(bits) || bits < 9 || bits > 21) throw new InvalidArgumentError(`qcow2: cluster_size must be a power of two from 512 to 2M, not ${o.cluster_size}`);
-    const compat = o.compat ?? '1.1';
-    if (compat !== '1.1' && compat !== 'v3' && compat !== '0.10' && compat !== 'v2') throw new InvalidArgumentError(`qcow2: unknown compat '${compat}'`);
-    if (o.compression_type && o.compression_type !== 'zlib') throw new InvalidArgumentError('qcow2: only compression_type=zlib is written');
-    if (o.refcount_bits && o.refcount_bits !== '16') throw new InvalidArgumentError('qcow2: only refcount_bits=16 is written');
-    if (o.preallocation && o.preallocation !== 'off') throw new InvalidArgumentError(`qcow2: preallocation=${o.preallocation} is not supported`);
-    const sink = await FileSink.create(path, { sync: ctx.sync });
-    try {
-      const w = new Qcow2Writer(sink, disk.size, bits, compat === '0.10' || compat === 'v2' ? 2 : 3, ctx.compress);
-      await w.start();
-      const sinkFor = ctx.compress
-        ? { prepare: (_off: number, data: Uint8Array) => w.prepare(data), put: (off: number, data: Uint8Array, comp: Buffer | undefined) => w.put(off, data, comp), written: () => sink.written() }
-        : { runs: true, put: (off: number, data: Uint8Array) => w.put(off, data, undefined), written: () => sink.written() };
-      await feedRange<Buffer | undefined>(disk, 0, disk.size, cs, sinkFor, { progress: ctx.progress, depth: ctx.depth });
-      await sink.commit(await w.finish());
-    } catch (err) {
-      await sink.abort();
-      throw err;
-    }
-  },
-};
+export async function writeQcow2(disk: Disk, path: string, ctx: WriteContext): Promise<void> {
+  const o = ctx.options;
+  const cs = o.cluster_size ? Number(parseBytes(o.cluster_size)) : 65536;
+  const bits = Math.log2(cs);
+  if (!Number.isInteger(bits) || bits < 9 || bits > 21) throw new InvalidArgumentError(`qcow2: cluster_size must be a power of two from 512 to 2M, not ${o.cluster_size}`);
+  const compat = o.compat ?? '1.1';
+  if (compat !== '1.1' && compat !== 'v3' && compat !== '0.10' && compat !== 'v2') throw new InvalidArgumentError(`qcow2: unknown compat '${compat}'`);
+  if (o.compression_type && o.compression_type !== 'zlib') throw new InvalidArgumentError('qcow2: only compression_type=zlib is written');
+  if (o.refcount_bits && o.refcount_bits !== '16') throw new InvalidArgumentError('qcow2: only refcount_bits=16 is written');
+  if (o.preallocation && o.preallocation !== 'off') throw new InvalidArgumentError(`qcow2: preallocation=${o.preallocation} is not supported`);
+  const sink = await FileSink.create(path, { sync: ctx.sync });
+  try {
+    const w = new Qcow2Writer(sink, disk.size, bits, compat === '0.10' || compat === 'v2' ? 2 : 3, ctx.compress);
+    await w.start();
+    const sinkFor = ctx.compress
+      ? { prepare: (_off: number, data: Uint8Array) => w.prepare(data), put: (off: number, data: Uint8Array, comp: Buffer | undefined) => w.put(off, data, comp), written: () => sink.written() }
+      : { runs: true, put: (off: number, data: Uint8Array) => w.put(off, data, undefined), written: () => sink.written() };
+    await feedRange<Buffer | undefined>(disk, 0, disk.size, cs, sinkFor, { progress: ctx.progress, depth: ctx.depth });
+    await sink.commit(await w.finish());
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+}
 
 /** qemu-style size text (64k, 2M, 65536). */
 export function parseBytes(text: string): number {
