@@ -63,7 +63,7 @@ const DEFAULT_CHUNK = 1024 * 1024;
 const AHEAD = 64 * 1024 * 1024;
 
 export async function feedRange<P>(disk: Disk, start: number, end: number, granule: number, sink: GranuleSink<P>, opts: FeedOptions = {}): Promise<void> {
-  const depth = opts.depth ?? 8;
+  const depth = opts.depth ?? 4;
   const chunk = Math.max(granule, Math.floor((opts.chunk ?? DEFAULT_CHUNK) / granule) * granule);
   const runs = !!sink.runs && !sink.prepare;
   const window = Math.max(granule, Math.floor(EXTENT_WINDOW / granule) * granule);

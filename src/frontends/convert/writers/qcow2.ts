@@ -5,7 +5,6 @@
 // refcount table and the refcount blocks (16-bit), sized by a fixed point because they count
 // themselves. Every cluster of the file is referenced exactly once, except host clusters shared by
 // compressed data, which count once per compressed cluster touching them, as qemu-img check wants.
-import { deflateRaw } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
@@ -13,7 +12,13 @@ import { feedRange } from '../feed.js';
 import { FileSink } from '../sink.js';
 import type { WriteContext } from './types.js';
 
-const deflateRawP = promisify(deflateRaw) as (buf: Uint8Array, opts: object) => Promise<Buffer>;
+type Deflate = (buf: Uint8Array, opts: object) => Promise<Buffer>;
+let deflateRawP: Deflate | undefined;
+/** zlib (and the streams it brings) is loaded only for -c. */
+async function deflater(): Promise<Deflate> {
+  deflateRawP ??= promisify((await import('node:zlib')).deflateRaw) as Deflate;
+  return deflateRawP;
+}
 
 const QCOW_MAGIC = 0x514649fb;
 const COPIED = 1n << 63n;
@@ -35,6 +40,10 @@ class RefcountTable {
   }
   get(cluster: number): number {
     return cluster < this.counts.length ? this.counts[cluster]! : 0;
+  }
+  /** One past the highest cluster counted. */
+  get length(): number {
+    return this.used;
   }
 }
 
@@ -71,7 +80,7 @@ export class Qcow2Writer {
   async prepare(data: Uint8Array): Promise<Buffer | undefined> {
     if (!this.compress) return undefined;
     const full = data.length === this.cs ? data : padded(data, this.cs);
-    const out = await deflateRawP(full, { windowBits: 12, memLevel: 9 });
+    const out = await (await deflater())(full, { windowBits: 12, memLevel: 9 });
     return out.length <= this.cs - 512 ? out : undefined;
   }
 
@@ -167,8 +176,11 @@ export class Qcow2Writer {
     await this.sink.append(table);
     const block = new Uint8Array(cs);
     const bv = new DataView(block.buffer);
+    const used = this.refs.length;
     for (let i = 0; i < blocks; i++) {
-      for (let k = 0; k < perBlock; k++) bv.setUint16(k * 2, this.refs.get(i * perBlock + k));
+      block.fill(0);
+      const n = Math.min(perBlock, used - i * perBlock);
+      for (let k = 0; k < n; k++) bv.setUint16(k * 2, this.refs.get(i * perBlock + k));
       await this.sink.append(block);
     }
 
