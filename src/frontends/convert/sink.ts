@@ -3,9 +3,8 @@
 // with appendHeld, several may be in flight while the caller goes on: the file's writes never wait
 // for JavaScript to hand over the next one), positioned writes go to the file (headers written
 // last), and the whole thing lives under a temporary name until commit() renames it into place.
-// abort() removes it. Writeback of what is
-// written starts early (a background fdatasync now and then, never more than one at a time) so
-// the one fdatasync of commit() has little left to do.
+// abort() removes it. Writeback of what is written starts early (a background fdatasync now and
+// then, never more than one at a time) so the one fdatasync of commit() has little left to do.
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fromSystemError } from '../../core/errors.js';
