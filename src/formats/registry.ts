@@ -6,7 +6,7 @@ import { basename, resolve as resolvePath } from 'node:path';
 import { AnydiskError, CorruptImageError, NotFoundError, PolicyError, UnknownFormatError } from '../core/errors.js';
 import { checkReference, DEFAULT_POLICY, locationExists, openLocation, resolveRef, type OpenPolicy } from '../sources/locate.js';
 import type { ByteSource } from '../sources/source.js';
-import { DRIVERS } from './drivers.js';
+import { DRIVERS, loadProbes } from './drivers.js';
 import type { FormatDriver, FormatImage, ImageInfo, OpenContext, ProbeInput } from './types.js';
 
 const HEAD = 64 * 1024;
@@ -22,7 +22,9 @@ export function findDriver(name: string): FormatDriver | undefined {
   return DRIVERS.find((d) => d.name === n || d.aliases?.includes(n));
 }
 
+/** The bytes probes look at (and every format's probe loaded, for pickDriver). */
 export async function probeInput(source: ByteSource): Promise<ProbeInput> {
+  await loadProbes();
   const head = new Uint8Array(Math.min(HEAD, source.size));
   await source.read(head, 0);
   const tailLen = Math.min(TAIL, source.size);
@@ -117,7 +119,7 @@ async function openOne(
   const primary = names[0]!;
   const forced = forcedDriver(format, primary);
   // A directory (AFF's .afd) is opened through the file its driver names inside it.
-  const dir = directoryInput(primary, forced);
+  const dir = await directoryInput(primary, forced);
   const source = await openLocation(dir?.entry ?? primary, { writable });
   try {
     const driver = dir?.driver ?? forced ?? pickDriver(await probeInput(source));
@@ -129,13 +131,14 @@ async function openOne(
   }
 }
 
-function directoryInput(name: string, forced: FormatDriver | undefined): { driver: FormatDriver; entry: string } | undefined {
+async function directoryInput(name: string, forced: FormatDriver | undefined): Promise<{ driver: FormatDriver; entry: string } | undefined> {
   if (isUrlName(name)) return undefined;
   try {
     if (!statSync(name).isDirectory()) return undefined;
   } catch {
     return undefined;
   }
+  await loadProbes();
   for (const d of forced ? [forced] : DRIVERS) {
     const entry = d.directoryEntry?.(name);
     if (entry) return { driver: d, entry };

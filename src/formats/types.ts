@@ -105,6 +105,12 @@ export interface OpenContext {
   resolve(ref: string): string;
 }
 
+/**
+ * What is cheap to know about a format: its names and its probe. The registry holds these for every
+ * format from the start; the rest of a driver (open) is imported when an image of it is opened.
+ */
+export type FormatIdentity = Omit<FormatDriver, 'open'>;
+
 export interface FormatDriver {
   readonly name: string;
   /** Other names accepted by --in / -f (e.g. vpc for vhd). */

@@ -7,10 +7,7 @@ import type { Disk } from '../core/disk.js';
 import { InvalidArgumentError, NotFoundError, ReadOnlyError } from '../core/errors.js';
 import { openImage } from '../formats/registry.js';
 import type { FormatImage, ImageInfo } from '../formats/types.js';
-import { ConcatLayer, Raid0Layer, Raid1Layer } from '../layers/combine.js';
 import { OffsetLayer } from '../layers/offset.js';
-import { openOverlay } from '../layers/overlay.js';
-import { readPartitionTable } from '../layers/partition/table.js';
 import { parseSize } from '../core/size.js';
 
 export type WriteMode = { kind: 'readonly' } | { kind: 'writethrough' } | { kind: 'overlay'; file: string; fresh: boolean };
@@ -61,10 +58,12 @@ export async function openInput(spec: InputSpec): Promise<OpenedInput> {
         if (img.readOnly) throw new ReadOnlyError(`${img.format} images cannot be written through; use --cache FILE`, { file: img.filename });
       }
     }
-    let disk: Disk = images.length === 1 && !spec.morph ? images[0]! : combine(images, spec.morph ?? 'combine', spec.morphopts ?? {});
+    let disk: Disk = images.length === 1 && !spec.morph ? images[0]! : await combine(images, spec.morph ?? 'combine', spec.morphopts ?? {});
     const identity = images.map((i) => i.identity()).join('+');
     let describe = writable ? `write-through into ${spec.images.join(', ')}` : 'read-only';
     if (spec.write.kind === 'overlay') {
+      // The overlay brings the whole qcow2 writer: imported only for --cache FILE.
+      const { openOverlay } = await import('../layers/overlay.js');
       disk = await openOverlay(spec.write.file, disk, {
         fresh: spec.write.fresh,
         identity,
@@ -91,7 +90,9 @@ function qemuBacking(image: FormatImage): { name: string; format: string } | und
   return format ? { name: image.filename, format } : undefined;
 }
 
-function combine(images: Disk[], morph: Morph, opts: Record<string, string>): Disk {
+/** Several images as one disk (the layers are imported only for --morph or several inputs). */
+async function combine(images: Disk[], morph: Morph, opts: Record<string, string>): Promise<Disk> {
+  const { ConcatLayer, Raid0Layer, Raid1Layer } = await import('../layers/combine.js');
   switch (morph) {
     case 'combine':
       return new ConcatLayer(images);
@@ -107,6 +108,7 @@ function combine(images: Disk[], morph: Morph, opts: Record<string, string>): Di
 }
 
 async function partitionOf(disk: Disk, n: number, name: string): Promise<Disk> {
+  const { readPartitionTable } = await import('../layers/partition/table.js');
   const table = await readPartitionTable(disk, name);
   if (!table) throw new NotFoundError('the disk has no partition table', { file: name });
   const p = table.partitions.find((x) => x.index === n);

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Disk } from '../core/disk.js';
 import { CorruptImageError, PolicyError } from '../core/errors.js';
-import { createOverlay, openQcow2File } from '../formats/qcow2/index.js';
+import { createOverlay, openQcow2File } from '../formats/qcow2/create.js';
 import { OffsetLayer } from './offset.js';
 
 export interface OverlayOptions {

@@ -10,9 +10,9 @@ import { isUrl } from '../../sources/locate.js';
 import { readBytes, type ByteSource } from '../../sources/source.js';
 import { SplitSource } from '../../sources/split.js';
 import type { FormatDriver, FormatImage, OpenContext } from '../types.js';
+import { affIdentity } from './probe.js';
 import { AffImage, type MissingPolicy, type PageRef } from './image.js';
 import {
-  afdDirectoryEntry,
   afdMemberName,
   afmRawName,
   isAfdMember,
@@ -23,18 +23,14 @@ import {
 } from './layout.js';
 import { MAX_META_SEGMENT, MAX_META_TOTAL, quadValue, textValue, type MetaSegment } from './metadata.js';
 import { pageKind } from './pages.js';
-import { FORMAT, hasAffHeader, isEncryptionName, isPageHashName, isSignatureName, pageNumber, walkSegments, type Segment } from './segments.js';
+import { FORMAT, isEncryptionName, isPageHashName, isSignatureName, pageNumber, walkSegments, type Segment } from './segments.js';
 
 /** Largest page size accepted (AFFLIB's default and its own limit for compressed pages is 16 MiB). */
 const MAX_PAGESIZE = 64 * 1024 * 1024;
 const DEFAULT_SECTORSIZE = 512;
 
 export const affDriver: FormatDriver = {
-  name: 'aff',
-  aliases: ['afd', 'afm', 'aaff'],
-  description: 'AFF forensic image (AFFLIB .aff, .afd directory, .afm with split raw)',
-  probe: (input) => (hasAffHeader(input.head) ? 100 : 0),
-  directoryEntry: afdDirectoryEntry,
+  ...affIdentity,
   open: openAff,
 };
 

@@ -7,9 +7,10 @@
 
 import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes, type ByteSource } from '../../sources/source.js';
-import type { FormatDriver, OpenContext, ProbeInput } from '../types.js';
+import type { FormatDriver, OpenContext } from '../types.js';
+import { dmgIdentity, startsWith } from './probe.js';
 import { DmgImage, type DmgLayout } from './image.js';
-import { findKoly, readKoly } from './koly.js';
+import { readKoly } from './koly.js';
 import {
   blkxFromPlist,
   blkxFromResourceFork,
@@ -30,8 +31,6 @@ import { parsePlist } from './plist.js';
 export const MAX_CHUNK = 64 * 1024 * 1024;
 const MAX_TABLES_BYTES = 64 * 1024 * 1024;
 const COMPRESSED = [CHUNK_ADC, CHUNK_ZLIB, CHUNK_BZIP2, CHUNK_LZMA, CHUNK_LZFSE];
-
-const startsWith = (b: Uint8Array, at: number, s: string) => b.length >= at + s.length && Buffer.from(b.subarray(at, at + s.length)).toString('latin1') === s;
 
 function checkChunks(chunks: Chunk[], size: number, src: ByteSource): void {
   const file = src.name;
@@ -102,13 +101,6 @@ export async function openDmg(ctx: OpenContext): Promise<DmgImage> {
 }
 
 export const dmgDriver: FormatDriver = {
-  name: 'dmg',
-  aliases: ['udif'],
-  description: 'Apple UDIF disk image (.dmg): raw, zero, ADC, zlib, bzip2, LZFSE, LZMA chunks; read-only',
-  probe(input: ProbeInput): number {
-    if (startsWith(input.head, 0, 'encrcdsa')) return 100;
-    if (input.tail.length >= 8 && startsWith(input.tail, input.tail.length - 8, 'cdsaencr')) return 90;
-    return findKoly(input.tail) >= 0 ? 90 : 0;
-  },
+  ...dmgIdentity,
   open: openDmg,
 };

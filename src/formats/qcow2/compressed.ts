@@ -5,7 +5,8 @@
 
 import zlib from 'node:zlib';
 import { promisify } from 'node:util';
-import zstd from 'zstd-napi/binding.js';
+import { createRequire } from 'node:module';
+import type Zstd from 'zstd-napi/binding.js';
 import { CorruptImageError } from '../../core/errors.js';
 import { nativeDecodePool, type NativeItem } from '../ewf/inflate-pool.js';
 import { FORMAT } from './header.js';
@@ -93,10 +94,16 @@ function inflateFirst(src: Uint8Array, clusterSize: number, fail: (why: string, 
   });
 }
 
-let dctx: InstanceType<typeof zstd.DCtx> | undefined;
+/** zstd's native binding, loaded on the first zstd cluster (most images have none). */
+const require = createRequire(import.meta.url);
+let zstdBinding: typeof Zstd | undefined;
+const zstdLib = () => (zstdBinding ??= require('zstd-napi/binding.js') as typeof Zstd);
+
+let dctx: InstanceType<typeof Zstd.DCtx> | undefined;
 
 function zstdCluster(src: Uint8Array, clusterSize: number, fail: (why: string, cause?: unknown) => Error): Uint8Array {
   // Synchronous, but a cluster is at most 2 MiB and zstd decodes at GB/s; the context is reused.
+  const zstd = zstdLib();
   dctx ??= new zstd.DCtx();
   const out = new Uint8Array(clusterSize);
   let produced = 0;
@@ -122,6 +129,7 @@ function zstdCluster(src: Uint8Array, clusterSize: number, fail: (why: string, c
 export async function compressCluster(type: number, data: Uint8Array, limit: number): Promise<Uint8Array | undefined> {
   let out: Uint8Array;
   if (type === COMPRESSION_ZSTD) {
+    const zstd = zstdLib();
     const cctx = new zstd.CCtx();
     const buf = new Uint8Array(zstd.compressBound(data.length));
     const n = cctx.compress(buf, data, 3);

@@ -4,8 +4,8 @@
 // refcount.ts, compressed-writer.ts, create.ts. Checking: check.ts.
 // Spec: qemu/qemu docs/interop/qcow2.rst @ 0a233da8a02a6126140b9dbd3af29e6763a390b1.
 
-import type { FormatDriver, FormatImage, OpenContext, ProbeInput } from '../types.js';
-import { FORMAT, QCOW_MAGIC } from './header.js';
+import type { FormatDriver, FormatImage, OpenContext } from '../types.js';
+import { qcow2Identity } from './probe.js';
 import { Qcow2Image } from './image.js';
 import { Qcow1Image } from './qcow1.js';
 
@@ -13,15 +13,7 @@ export { Qcow2Image } from './image.js';
 export { Qcow1Image } from './qcow1.js';
 
 export const qcow2Driver: FormatDriver = {
-  name: FORMAT,
-  aliases: ['qcow'],
-  description: 'QEMU copy-on-write image, v2 and v3 (compressed, zero, extended L2, external data file, backing file); v1 read-only',
-  probe(input: ProbeInput): number {
-    if (input.head.length < 4) return 0;
-    const dv = new DataView(input.head.buffer, input.head.byteOffset, input.head.byteLength);
-    // Any version scores (1 is read by qcow1.ts), so that opening says clearly why version 4 is refused.
-    return dv.getUint32(0) === QCOW_MAGIC ? 100 : 0;
-  },
+  ...qcow2Identity,
   async open(ctx: OpenContext): Promise<FormatImage> {
     const head = new Uint8Array(8);
     const n = await ctx.source.read(head, 0);
@@ -29,5 +21,5 @@ export const qcow2Driver: FormatDriver = {
     return Qcow2Image.open(ctx);
   },
 };
-export { createQcow2, createOverlay, openQcow2File, type CreateQcow2Options } from './create.js';
-export { checkQcow2, formatCheck, checkJson, type CheckResult } from './check.js';
+// Creating (create.ts) and checking (check.ts) are imported from their modules, so opening an
+// image does not load them.

@@ -13,6 +13,7 @@ import { isUrl } from '../../sources/locate.js';
 import type { ByteSource } from '../../sources/source.js';
 import { SplitSource, splitSetNames } from '../../sources/split.js';
 import type { FormatDriver, FormatImage, ImageInfo, OpenContext } from '../types.js';
+import { rawIdentity } from './probe.js';
 
 export class RawImage extends BaseDisk implements FormatImage {
   readonly format = 'raw';
@@ -103,10 +104,7 @@ export class RawImage extends BaseDisk implements FormatImage {
 }
 
 export const rawDriver: FormatDriver = {
-  name: 'raw',
-  aliases: ['dd', 'img', 'bin'],
-  description: 'raw disk image (also split into numbered pieces)',
-  probe: () => 1,
+  ...rawIdentity,
   async open(ctx: OpenContext): Promise<FormatImage> {
     let names = ctx.names;
     if (names.length === 1 && !isUrl(names[0]!) && ctx.options['split'] !== 'off') {

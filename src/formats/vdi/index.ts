@@ -12,14 +12,14 @@ import { pushExtent } from '../../core/extents.js';
 import { CorruptImageError, ReadOnlyError } from '../../core/errors.js';
 import { isUrl } from '../../sources/locate.js';
 import { readBytes, readExact, type ByteSource } from '../../sources/source.js';
-import type { BackingRef, FormatDriver, FormatImage, ImageInfo, OpenContext, ProbeInput } from '../types.js';
+import type { BackingRef, FormatDriver, FormatImage, ImageInfo, OpenContext } from '../types.js';
+import { vdiIdentity } from './probe.js';
 import { composeWithBacking, readFromBacking } from '../vmdk/backing.js';
 import {
   BLOCK_FREE,
   BLOCK_ZERO,
   FORMAT,
   HEADER_READ_SIZE,
-  hasVdiSignature,
   NULL_UUID,
   parseVdiHeader,
   TYPE_DIFF,
@@ -236,10 +236,6 @@ async function openVdi(ctx: OpenContext): Promise<VdiImage> {
 }
 
 export const vdiDriver: FormatDriver = {
-  name: 'vdi',
-  description: 'VirtualBox VDI (fixed, dynamic, differencing; read-only)',
-  probe(input: ProbeInput): number {
-    return hasVdiSignature(input.head) ? 100 : 0;
-  },
+  ...vdiIdentity,
   open: openVdi,
 };

@@ -9,7 +9,8 @@
 
 import { CorruptImageError, InvalidArgumentError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes, type ByteSource } from '../../sources/source.js';
-import type { BackingRef, FormatDriver, FormatImage, OpenContext, ProbeInput } from '../types.js';
+import type { BackingRef, FormatDriver, FormatImage, OpenContext } from '../types.js';
+import { vhdIdentity } from './probe.js';
 import { DYN_COOKIE, DYN_HEADER_SIZE, parseDynamicHeader, readLocators, type DynamicHeader } from './dynamic-header.js';
 import {
   chsSize,
@@ -175,15 +176,6 @@ export async function openVhd(ctx: OpenContext): Promise<VhdImage> {
 }
 
 export const vhdDriver: FormatDriver = {
-  name: 'vhd',
-  aliases: ['vpc'],
-  description: 'Microsoft Virtual PC / Hyper-V VHD (fixed, dynamic, differencing; read-only)',
-  probe(input: ProbeInput): number {
-    if (hasCookie(input.head, 0)) return 100;
-    const t = input.tail;
-    if (t.length >= FOOTER_SIZE && hasCookie(t, t.length - FOOTER_SIZE)) return 90;
-    if (t.length >= 511 && hasCookie(t, t.length - 511)) return 80;
-    return 0;
-  },
+  ...vhdIdentity,
   open: openVhd,
 };

@@ -6,7 +6,8 @@
 
 import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes, type ByteSource } from '../../sources/source.js';
-import type { BackingRef, FormatDriver, FormatImage, OpenContext, ProbeInput } from '../types.js';
+import type { BackingRef, FormatDriver, FormatImage, OpenContext } from '../types.js';
+import { vhdxIdentity } from './probe.js';
 import { addUnique, pathBaseName, windowsPathCandidates } from '../vhd/util.js';
 import { BAT_REGION, hasLog, METADATA_REGION, MiB, readCurrentHeader, readFileIdentifier, readRegionTable, type RegionEntry } from './header.js';
 import {
@@ -128,10 +129,6 @@ export async function openVhdx(ctx: OpenContext): Promise<VhdxImage> {
 }
 
 export const vhdxDriver: FormatDriver = {
-  name: 'vhdx',
-  description: 'Microsoft Hyper-V VHDX (fixed, dynamic, differencing; log replayed in memory; read-only)',
-  probe(input: ProbeInput): number {
-    return input.head.length >= 8 && Buffer.from(input.head.subarray(0, 8)).toString('latin1') === 'vhdxfile' ? 100 : 0;
-  },
+  ...vhdxIdentity,
   open: openVhdx,
 };

@@ -11,9 +11,10 @@ import { basename } from 'node:path';
 import { BaseDisk, checkRange, type DirectPiece, type Extent } from '../../core/disk.js';
 import { CorruptImageError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes, type ByteSource } from '../../sources/source.js';
-import type { BackingRef, FormatDriver, FormatImage, ImageInfo, OpenContext, ProbeInput } from '../types.js';
+import type { BackingRef, FormatDriver, FormatImage, ImageInfo, OpenContext } from '../types.js';
+import { u32le, vmdkIdentity } from './probe.js';
 import { composeWithBacking, directFromBacking, readFromBacking } from './backing.js';
-import { descriptorText, looksLikeDescriptor, MAX_DESCRIPTOR_BYTES, parseDescriptor, type Descriptor } from './descriptor.js';
+import { descriptorText, MAX_DESCRIPTOR_BYTES, parseDescriptor, type Descriptor } from './descriptor.js';
 import { FlatExtent, NoAccessExtent, ZeroExtent, type VmdkExtent } from './extent.js';
 import { COWD_MAGIC, FORMAT, isSeSparseHead, KDMV_MAGIC, parseSparseHeader, SECTOR } from './header.js';
 import { openCowd, openKdmv, openSeSparse, SparseExtent } from './sparse-extent.js';
@@ -220,10 +221,6 @@ function hex(n: number): string {
   return n.toString(16).padStart(8, '0');
 }
 
-function u32le(b: Uint8Array, off = 0): number {
-  return b.length >= off + 4 ? new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(off, true) : -1;
-}
-
 async function readEmbeddedDescriptor(src: ByteSource, offsetSectors: number, sizeSectors: number): Promise<Descriptor | undefined> {
   if (offsetSectors === 0 || sizeSectors === 0) return undefined;
   const off = offsetSectors * SECTOR;
@@ -353,14 +350,6 @@ async function openVmdk(ctx: OpenContext): Promise<VmdkImage> {
 }
 
 export const vmdkDriver: FormatDriver = {
-  name: 'vmdk',
-  description: 'VMware VMDK (monolithic/split sparse and flat, streamOptimized, vmfs, COWD, SESparse, descriptor files; read-only)',
-  probe(input: ProbeInput): number {
-    const magic = u32le(input.head);
-    if (magic === KDMV_MAGIC || magic === COWD_MAGIC) return 100;
-    if (isSeSparseHead(input.head)) return 100;
-    if (input.size <= MAX_DESCRIPTOR_BYTES && looksLikeDescriptor(input.head)) return 100;
-    return 0;
-  },
+  ...vmdkIdentity,
   open: openVmdk,
 };

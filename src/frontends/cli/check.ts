@@ -4,7 +4,8 @@
 
 import type { Command } from '@commander-js/extra-typings';
 import { openImage } from '../../formats/registry.js';
-import { checkJson, checkQcow2, formatCheck, openQcow2File, type CheckResult } from '../../formats/qcow2/index.js';
+import { checkJson, checkQcow2, formatCheck, type CheckResult } from '../../formats/qcow2/check.js';
+import { openQcow2File } from '../../formats/qcow2/create.js';
 import { UsageError } from './common.js';
 
 function exitCodeOf(r: CheckResult): number {

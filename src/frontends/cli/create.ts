@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import type { Command } from '@commander-js/extra-typings';
 import { fromSystemError } from '../../core/errors.js';
 import { openImage } from '../../formats/registry.js';
-import { createQcow2, type CreateQcow2Options } from '../../formats/qcow2/index.js';
+import { createQcow2, type CreateQcow2Options } from '../../formats/qcow2/create.js';
 import { collect, parseKeyValues, parseSize, UsageError } from './common.js';
 
 const QCOW2_OPTIONS: Record<string, string> = {

@@ -4,7 +4,6 @@
 // child's output until the mount is ready (usage errors and one-line failures reach the user),
 // then leaves the child serving and exits with its verdict.
 
-import { fork } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -22,7 +21,9 @@ export function wantsBackgroundMount(args: string[]): boolean {
 }
 
 /** Start the daemon for `mount ARGS...` and resolve with the exit code for the waiting parent. */
-export function runBackgroundMount(cli: string, args: string[]): Promise<number> {
+export async function runBackgroundMount(cli: string, args: string[]): Promise<number> {
+  // child_process (with net, dgram and streams) is loaded only here: every other command skips it.
+  const { fork } = await import('node:child_process');
   const mountpoint = args[args.length - 1] ?? 'mount';
   const logFile = join(runtimeDir(), `${resolve(mountpoint).replace(/[^A-Za-z0-9]+/g, '_')}.log`);
   const child = fork(cli, [...args, '--foreground', '--daemon-child', '--log-file', logFile], {

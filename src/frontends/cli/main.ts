@@ -1,6 +1,6 @@
 // The anydisk command line. Each command lives in its own file (see commands.ts).
 import { Command } from '@commander-js/extra-typings';
-import { COMMANDS } from './commands.js';
+import { registerCommands } from './commands.js';
 import { reportError, setDebug } from './common.js';
 import { registerRemoteSchemes, setRemoteDefaults } from '../../sources/remote.js';
 
@@ -20,7 +20,7 @@ export async function main(argv: string[]): Promise<void> {
       if (o.httpCache) setRemoteDefaults({ diskCacheDir: o.httpCache });
     });
   program.exitOverride();
-  for (const reg of COMMANDS) reg(program);
+  await registerCommands(program, argv.slice(2));
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -17,7 +17,8 @@ import { liveHttpSources, type HttpSource } from '../../sources/http/http-source
 import { removeRecord, writeRecord } from '../fuse/state.js';
 import { formatInfoText } from './info.js';
 import { redirectOutput, runBackgroundMount } from './launch.js';
-import { collect, parseKeyValues, parseSize, reportError, UsageError } from './common.js';
+import { collect, reportError, UsageError } from './common.js';
+import { inputSpec } from './input-spec.js';
 
 export interface MountArgs {
   input: InputSpec;
@@ -194,30 +195,6 @@ export function register(program: Command): void {
 }
 
 /** The input options shared by mount, serve and convert. */
-export function inputSpec(
-  images: string[],
-  opts: { in?: string; inopts: string[]; morph?: string; morphopts: string[]; offset?: string; sizelimit?: string; partition?: string },
-  write: WriteMode,
-): InputSpec {
-  if (opts.morph && !['combine', 'raid0', 'raid1'].includes(opts.morph)) throw new UsageError(`unknown morphing '${opts.morph}' (combine, raid0, raid1)`);
-  let partition: number | undefined;
-  if (opts.partition !== undefined) {
-    partition = Number(opts.partition);
-    if (!Number.isInteger(partition) || partition < 1 || partition > 256) throw new UsageError(`invalid partition number '${opts.partition}'`);
-  }
-  return {
-    images,
-    format: opts.in,
-    inopts: parseKeyValues(opts.inopts),
-    write,
-    morph: opts.morph as InputSpec['morph'],
-    morphopts: parseKeyValues(opts.morphopts),
-    offset: opts.offset !== undefined ? parseSize(opts.offset, 'offset') : undefined,
-    sizelimit: opts.sizelimit !== undefined ? parseSize(opts.sizelimit, 'size limit') : undefined,
-    partition,
-  };
-}
-
 function lastErrorLine(err: unknown): string {
   const e = err as { describe?: () => string; message?: string };
   return `anydisk: ${typeof e?.describe === 'function' ? e.describe() : (e?.message ?? String(err))}`;

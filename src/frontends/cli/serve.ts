@@ -63,7 +63,7 @@ export function register(program: Command): void {
       const inputOpts = { ...opts, in: opts.format ?? opts.in };
 
       const { openInput } = await import('../input.js');
-      const { inputSpec } = await import('./mount.js');
+      const { inputSpec } = await import('./input-spec.js');
       const { NbdServer } = await import('../nbd/server.js');
       const opened: OpenedInput[] = [];
       try {

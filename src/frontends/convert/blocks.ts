@@ -65,38 +65,56 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
 }
 
 /**
- * Run producer(i) for i = 0..count-1 with up to `depth` in flight, handing results to consume()
- * strictly in order. Stops early (and rethrows) on the first failure; consume may return false to
- * stop.
+ * Run producer(i) for i = 0..count-1 with up to `depth` running at once, handing results to
+ * consume() strictly in order. A producer starts as soon as another finishes (not only when the
+ * consumer takes a result), as long as no more than `ahead` results (running or waiting for the
+ * consumer) lie ahead of the consumer. Stops early (and rethrows) on the first failure; consume may
+ * return false to stop.
  */
 export async function orderedPipeline<T>(
   count: number,
   depth: number,
   producer: (i: number) => Promise<T>,
   consume: (value: T, i: number) => Promise<boolean | void> | boolean | void,
+  ahead = depth,
 ): Promise<void> {
-  const inflight = new Map<number, Promise<T>>();
+  const started = new Map<number, Promise<T>>();
   let next = 0;
+  let running = 0;
+  let consumed = 0;
+  let stopped = false;
   const fill = () => {
-    while (next < count && inflight.size < depth) {
+    while (!stopped && next < count && running < depth && next - consumed < Math.max(ahead, depth)) {
+      running++;
       const p = producer(next);
-      p.catch(() => undefined); // observed below, in order
-      inflight.set(next, p);
+      p.then(
+        () => {
+          running--;
+          fill();
+        },
+        () => running--, // observed below, in order
+      );
+      started.set(next, p);
       next++;
     }
   };
   fill();
-  for (let i = 0; i < count; i++) {
-    const p = inflight.get(i)!;
-    let value: T;
-    try {
-      value = await p;
-    } finally {
-      inflight.delete(i);
+  try {
+    for (let i = 0; i < count; i++) {
+      const p = started.get(i)!;
+      let value: T;
+      try {
+        value = await p;
+      } finally {
+        started.delete(i);
+      }
+      const go = await consume(value, i);
+      consumed = i + 1;
+      if (go === false) break;
+      fill();
     }
-    const go = await consume(value, i);
-    if (go === false) break;
-    fill();
+  } finally {
+    stopped = true;
+    await Promise.allSettled(started.values());
   }
-  await Promise.allSettled(inflight.values());
 }

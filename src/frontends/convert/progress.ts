@@ -1,5 +1,9 @@
-// A progress bar on stderr when it is a terminal (cli-progress); silent otherwise.
-import cliProgress from 'cli-progress';
+// A progress bar on stderr when it is a terminal (cli-progress); silent otherwise. cli-progress
+// (a dozen modules) is loaded only when a bar is shown.
+import { createRequire } from 'node:module';
+import type CliProgress from 'cli-progress';
+
+const require = createRequire(import.meta.url);
 
 export interface Progress {
   /** Add bytes done. */
@@ -11,6 +15,7 @@ const SILENT: Progress = { add() {}, stop() {} };
 
 export function startProgress(enabled: boolean, total: number, label: string): Progress {
   if (!enabled || !process.stderr.isTTY || total <= 0) return SILENT;
+  const cliProgress = require('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar(
     {
       format: `${label} [{bar}] {percentage}% | {done}/{size} MiB | {eta_formatted}`,

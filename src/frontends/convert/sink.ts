@@ -1,9 +1,10 @@
 // An output file being written: small appends are gathered into large writes (one in flight while
-// the next buffer fills), large appends are written straight from the caller's buffer (no copy),
-// positioned writes go to the file (headers written last), and the whole thing lives under a
-// temporary name until commit() renames it into place. abort() removes it. Writeback of what is
-// written starts early (a background fdatasync now and then, never more than one at a time) so
-// the one fdatasync of commit() has little left to do.
+// the next buffer fills), large appends are written straight from the caller's buffer (no copy;
+// with appendHeld, several may be in flight while the caller goes on: the file's writes never wait
+// for JavaScript to hand over the next one), positioned writes go to the file (headers written
+// last), and the whole thing lives under a temporary name until commit() renames it into place.
+// abort() removes it. Writeback of what is written starts early (a background fdatasync now and
+// then, never more than one at a time) so the one fdatasync of commit() has little left to do.
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fromSystemError } from '../../core/errors.js';
@@ -14,6 +15,8 @@ const BUFFER = 4 * 1024 * 1024;
 const DIRECT = 256 * 1024;
 /** Bytes written between background fdatasyncs (starting the kernel's writeback early). */
 const WRITEBACK = 64 * 1024 * 1024;
+/** appendHeld writes in flight at most. */
+const HELD = 4;
 
 export class FileSink {
   private buf: Buffer = Buffer.allocUnsafe(BUFFER);
@@ -29,6 +32,9 @@ export class FileSink {
   /** File offset where the buffer starts. */
   private bufStart = 0;
   private done = false;
+  /** appendHeld writes in flight, oldest first, and the first failure among them. */
+  private held: Array<Promise<void>> = [];
+  private heldError: unknown;
 
   private constructor(
     readonly finalPath: string,
@@ -76,8 +82,41 @@ export class FileSink {
     return at;
   }
 
+  /**
+   * Append like append(), but a large piece may still be being written when this resolves: the
+   * caller leaves data untouched until written() (asked after this call) resolves.
+   */
+  async appendHeld(data: Uint8Array): Promise<number> {
+    if (data.length < DIRECT) return this.append(data);
+    this.checkHeld();
+    const at = this.position;
+    await this.drain();
+    while (this.held.length >= HELD) await this.held[0];
+    this.checkHeld();
+    const write = this.writeAt(data, at).then(
+      () => void this.held.splice(this.held.indexOf(write), 1),
+      (err) => {
+        this.held.splice(this.held.indexOf(write), 1);
+        this.heldError ??= err;
+      },
+    );
+    this.held.push(write);
+    this.bufStart = at + data.length;
+    return at;
+  }
+
+  /** Resolves once every write issued so far is done; rejects when one of them failed. */
+  async written(): Promise<void> {
+    await Promise.all([...this.held, this.pending?.catch(() => undefined)]);
+    this.checkHeld();
+  }
+
+  private checkHeld(): void {
+    if (this.heldError) throw fromSystemError(this.heldError, this.finalPath);
+  }
+
   /** Append, leaving all-zero 64 KiB pieces as holes (the append position moves past them). */
-  async appendSparse(data: Uint8Array): Promise<number> {
+  async appendSparse(data: Uint8Array, held = false): Promise<number> {
     const at = this.position;
     const G = 64 * 1024;
     // Runs of non-zero pieces go out with one append each.
@@ -87,7 +126,8 @@ export class FileSink {
       const zero = end || isAllZero(data.subarray(p, Math.min(data.length, p + G)));
       if (zero && run >= 0) {
         await this.skipTo(at + run);
-        await this.append(data.subarray(run, p));
+        if (held) await this.appendHeld(data.subarray(run, p));
+        else await this.append(data.subarray(run, p));
         run = -1;
       } else if (!zero && run < 0) run = p;
       if (end) break;
@@ -116,6 +156,7 @@ export class FileSink {
   async pwrite(data: Uint8Array, offset: number): Promise<void> {
     if (this.bufLen && offset < this.bufStart + this.bufLen && offset + data.length > this.bufStart) await this.drain();
     await this.settle();
+    await this.written();
     await this.writeAt(data, offset);
   }
 
@@ -174,6 +215,7 @@ export class FileSink {
   private async finishWrites(length: number | undefined): Promise<void> {
     await this.drain();
     await this.settle();
+    await this.written();
     await this.syncing;
     if (this.syncError) throw fromSystemError(this.syncError, this.finalPath);
     try {
@@ -208,6 +250,7 @@ export class FileSink {
   /** Remove the temporary file. */
   async abort(): Promise<void> {
     await this.pending?.catch(() => undefined);
+    await Promise.allSettled(this.held);
     await this.syncing;
     if (!this.done) await this.fh.close().catch(() => undefined);
     this.done = true;

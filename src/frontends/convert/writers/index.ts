@@ -1,10 +1,28 @@
-// Output formats for `convert`, by qemu-img name and common aliases.
+// Output formats for `convert`, by qemu-img name and common aliases. Each writer module is imported
+// when its format is written.
 import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
-import { qcow2Output } from './qcow2.js';
-import { rawOutput } from './raw.js';
 import { isOn, type OutputFormat, type WriteContext } from './types.js';
-import { writeView } from './view.js';
+
+const rawOutput: OutputFormat = {
+  name: 'raw',
+  aliases: ['img', 'dd', 'bin'],
+  options: ['preallocation'],
+  async write(disk: Disk, path: string, ctx: WriteContext) {
+    const { writeRaw } = await import('./raw.js');
+    return writeRaw(disk, path, ctx);
+  },
+};
+
+const qcow2Output: OutputFormat = {
+  name: 'qcow2',
+  aliases: [],
+  options: ['cluster_size', 'compat', 'compression_type', 'preallocation', 'lazy_refcounts', 'refcount_bits'],
+  async write(disk: Disk, path: string, ctx: WriteContext) {
+    const { writeQcow2 } = await import('./qcow2.js');
+    return writeQcow2(disk, path, ctx);
+  },
+};
 
 const vdiOutput: OutputFormat = {
   name: 'vdi',
@@ -53,6 +71,11 @@ const vhdxOutput: OutputFormat = {
     return writeVhdx(disk, path, ctx);
   },
 };
+
+/** The view-backed writers (fixed VDI, fixed VHD, flat VMDK) bring every view: imported on use. */
+async function writeView(...args: Parameters<typeof import('./view.js').writeView>): Promise<void> {
+  return (await import('./view.js')).writeView(...args);
+}
 
 export const OUTPUTS: OutputFormat[] = [rawOutput, qcow2Output, vdiOutput, vpcOutput, vmdkOutput, vhdxOutput];
 

@@ -5,15 +5,20 @@
 // refcount table and the refcount blocks (16-bit), sized by a fixed point because they count
 // themselves. Every cluster of the file is referenced exactly once, except host clusters shared by
 // compressed data, which count once per compressed cluster touching them, as qemu-img check wants.
-import { deflateRaw } from 'node:zlib';
 import { promisify } from 'node:util';
 import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
 import { feedRange } from '../feed.js';
 import { FileSink } from '../sink.js';
-import type { OutputFormat, WriteContext } from './types.js';
+import type { WriteContext } from './types.js';
 
-const deflateRawP = promisify(deflateRaw) as (buf: Uint8Array, opts: object) => Promise<Buffer>;
+type Deflate = (buf: Uint8Array, opts: object) => Promise<Buffer>;
+let deflateRawP: Deflate | undefined;
+/** zlib (and the streams it brings) is loaded only for -c. */
+async function deflater(): Promise<Deflate> {
+  deflateRawP ??= promisify((await import('node:zlib')).deflateRaw) as Deflate;
+  return deflateRawP;
+}
 
 const QCOW_MAGIC = 0x514649fb;
 const COPIED = 1n << 63n;
@@ -35,6 +40,10 @@ class RefcountTable {
   }
   get(cluster: number): number {
     return cluster < this.counts.length ? this.counts[cluster]! : 0;
+  }
+  /** One past the highest cluster counted. */
+  get length(): number {
+    return this.used;
   }
 }
 
@@ -71,7 +80,7 @@ export class Qcow2Writer {
   async prepare(data: Uint8Array): Promise<Buffer | undefined> {
     if (!this.compress) return undefined;
     const full = data.length === this.cs ? data : padded(data, this.cs);
-    const out = await deflateRawP(full, { windowBits: 12, memLevel: 9 });
+    const out = await (await deflater())(full, { windowBits: 12, memLevel: 9 });
     return out.length <= this.cs - 512 ? out : undefined;
   }
 
@@ -93,7 +102,7 @@ export class Qcow2Writer {
       for (let c = Math.floor(host / this.cs); c <= Math.floor(last / this.cs); c++) this.refs.add(c);
     } else {
       const host = await this.sink.alignTo(this.cs);
-      await this.sink.append(data.length === this.cs ? data : padded(data, this.cs));
+      await this.sink.appendHeld(data.length === this.cs ? data : padded(data, this.cs));
       this.refs.add(host / this.cs);
       entry = COPIED | BigInt(host);
     }
@@ -116,7 +125,7 @@ export class Qcow2Writer {
       }
       const q = Math.min(data.length, (l2i + 1) * this.l2Entries * cs - offset);
       const host = await this.sink.alignTo(cs);
-      await this.sink.append(data.subarray(p, q));
+      await this.sink.appendHeld(data.subarray(p, q));
       const n = Math.ceil((q - p) / cs);
       for (let k = 0; k < n; k++) {
         this.refs.add(host / cs + k);
@@ -167,8 +176,11 @@ export class Qcow2Writer {
     await this.sink.append(table);
     const block = new Uint8Array(cs);
     const bv = new DataView(block.buffer);
+    const used = this.refs.length;
     for (let i = 0; i < blocks; i++) {
-      for (let k = 0; k < perBlock; k++) bv.setUint16(k * 2, this.refs.get(i * perBlock + k));
+      block.fill(0);
+      const n = Math.min(perBlock, used - i * perBlock);
+      for (let k = 0; k < n; k++) bv.setUint16(k * 2, this.refs.get(i * perBlock + k));
       await this.sink.append(block);
     }
 
@@ -204,35 +216,30 @@ function bigEndian64(a: BigUint64Array): Uint8Array {
   return out;
 }
 
-export const qcow2Output: OutputFormat = {
-  name: 'qcow2',
-  aliases: [],
-  options: ['cluster_size', 'compat', 'compression_type', 'preallocation', 'lazy_refcounts', 'refcount_bits'],
-  async write(disk: Disk, path: string, ctx: WriteContext): Promise<void> {
-    const o = ctx.options;
-    const cs = o.cluster_size ? Number(parseBytes(o.cluster_size)) : 65536;
-    const bits = Math.log2(cs);
-    if (!Number.isInteger(bits) || bits < 9 || bits > 21) throw new InvalidArgumentError(`qcow2: cluster_size must be a power of two from 512 to 2M, not ${o.cluster_size}`);
-    const compat = o.compat ?? '1.1';
-    if (compat !== '1.1' && compat !== 'v3' && compat !== '0.10' && compat !== 'v2') throw new InvalidArgumentError(`qcow2: unknown compat '${compat}'`);
-    if (o.compression_type && o.compression_type !== 'zlib') throw new InvalidArgumentError('qcow2: only compression_type=zlib is written');
-    if (o.refcount_bits && o.refcount_bits !== '16') throw new InvalidArgumentError('qcow2: only refcount_bits=16 is written');
-    if (o.preallocation && o.preallocation !== 'off') throw new InvalidArgumentError(`qcow2: preallocation=${o.preallocation} is not supported`);
-    const sink = await FileSink.create(path, { sync: ctx.sync });
-    try {
-      const w = new Qcow2Writer(sink, disk.size, bits, compat === '0.10' || compat === 'v2' ? 2 : 3, ctx.compress);
-      await w.start();
-      const sinkFor = ctx.compress
-        ? { prepare: (_off: number, data: Uint8Array) => w.prepare(data), put: (off: number, data: Uint8Array, comp: Buffer | undefined) => w.put(off, data, comp) }
-        : { runs: true, put: (off: number, data: Uint8Array) => w.put(off, data, undefined) };
-      await feedRange<Buffer | undefined>(disk, 0, disk.size, cs, sinkFor, { progress: ctx.progress, depth: ctx.depth });
-      await sink.commit(await w.finish());
-    } catch (err) {
-      await sink.abort();
-      throw err;
-    }
-  },
-};
+export async function writeQcow2(disk: Disk, path: string, ctx: WriteContext): Promise<void> {
+  const o = ctx.options;
+  const cs = o.cluster_size ? Number(parseBytes(o.cluster_size)) : 65536;
+  const bits = Math.log2(cs);
+  if (!Number.isInteger(bits) || bits < 9 || bits > 21) throw new InvalidArgumentError(`qcow2: cluster_size must be a power of two from 512 to 2M, not ${o.cluster_size}`);
+  const compat = o.compat ?? '1.1';
+  if (compat !== '1.1' && compat !== 'v3' && compat !== '0.10' && compat !== 'v2') throw new InvalidArgumentError(`qcow2: unknown compat '${compat}'`);
+  if (o.compression_type && o.compression_type !== 'zlib') throw new InvalidArgumentError('qcow2: only compression_type=zlib is written');
+  if (o.refcount_bits && o.refcount_bits !== '16') throw new InvalidArgumentError('qcow2: only refcount_bits=16 is written');
+  if (o.preallocation && o.preallocation !== 'off') throw new InvalidArgumentError(`qcow2: preallocation=${o.preallocation} is not supported`);
+  const sink = await FileSink.create(path, { sync: ctx.sync });
+  try {
+    const w = new Qcow2Writer(sink, disk.size, bits, compat === '0.10' || compat === 'v2' ? 2 : 3, ctx.compress);
+    await w.start();
+    const sinkFor = ctx.compress
+      ? { prepare: (_off: number, data: Uint8Array) => w.prepare(data), put: (off: number, data: Uint8Array, comp: Buffer | undefined) => w.put(off, data, comp), written: () => sink.written() }
+      : { runs: true, put: (off: number, data: Uint8Array) => w.put(off, data, undefined), written: () => sink.written() };
+    await feedRange<Buffer | undefined>(disk, 0, disk.size, cs, sinkFor, { progress: ctx.progress, depth: ctx.depth });
+    await sink.commit(await w.finish());
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+}
 
 /** qemu-style size text (64k, 2M, 65536). */
 export function parseBytes(text: string): number {

@@ -53,9 +53,10 @@ export async function writeVdiDynamic(disk: Disk, path: string, ctx: WriteContex
         // A run of blocks: they land back to back, numbered in order.
         const n = Math.ceil(data.length / BLOCK);
         for (let k = 0; k < n; k++) map[offset / BLOCK + k] = allocated++;
-        await sink.appendSparse(data);
+        await sink.appendSparse(data, true);
         if (data.length < n * BLOCK) await sink.skipTo(sink.position + n * BLOCK - data.length);
       },
+      written: () => sink.written(),
     }, { progress: ctx.progress, depth: ctx.depth });
     const end = sink.position;
     await sink.pwrite(vdiHeader({ type: 1, disk: size, blocks, allocated, offBlocks, offData }), 0);
