@@ -45,9 +45,10 @@ export interface AffParts {
   cacheBudget?: number;
 }
 
-const DEFAULT_CACHE = 16 * 1024 * 1024;
-/** Pages decoded ahead of a sequential reader (two keep both cores of a small machine busy). */
-const PREFETCH_PAGES = 0;
+/** Two 16 MiB pages: the one a stream reads and the one decoded ahead of it. */
+const DEFAULT_CACHE = 32 * 1024 * 1024;
+/** Pages decoded ahead of a sequential reader, while it reads the current one. */
+const PREFETCH_PAGES = 1;
 
 export class AffImage extends BaseDisk implements FormatImage {
   readonly format = FORMAT;
@@ -194,6 +195,8 @@ export class AffImage extends BaseDisk implements FormatImage {
   private prefetch(pg: number): void {
     const ref = this.p.pages.get(pg);
     if (!ref || (ref.kind !== 'zlib' && ref.kind !== 'lzma') || this.cache.has(pg) || this.closed) return;
+    // the stream has passed the pages before the one it reads: they go first (memory stays at two pages)
+    this.cache.dropBelow(pg - 1);
     this.cache.get(pg, () => this.decode(pg, ref)).catch(() => undefined);
   }
 

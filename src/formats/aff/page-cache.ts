@@ -58,6 +58,15 @@ export class PageCache {
     }
   }
 
+  /** Drop the cached pages below key (a sequential reader left them): their memory goes before a new page comes. */
+  dropBelow(key: number): void {
+    for (const [k, v] of this.entries) {
+      if (k >= key) continue;
+      this.entries.delete(k);
+      this.bytes -= v.length;
+    }
+  }
+
   clear(): void {
     this.entries.clear();
     this.bytes = 0;
