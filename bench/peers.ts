@@ -36,7 +36,7 @@ async function fuseUnmount(dir: string, pid: number): Promise<void> {
 
 export async function anydisk(work: string, args: string[], ext: string): Promise<Mounted> {
   const dir = freshDir(work, 'anydisk');
-  sh(`${process.execPath} ${ANYDISK} mount ${args.map((a) => JSON.stringify(a)).join(' ')} ${dir}`);
+  sh(`${ANYDISK} mount ${args.map((a) => JSON.stringify(a)).join(' ')} ${dir}`);
   const file = readdirSync(dir).find((n) => n.endsWith(ext) && !n.endsWith('-flat.vmdk'));
   if (!file) throw new Error(`anydisk: no *${ext} in ${dir}`);
   const pid = pidOf(`daemon-child`);
@@ -44,7 +44,7 @@ export async function anydisk(work: string, args: string[], ext: string): Promis
     file: join(dir, file),
     pid,
     async unmount() {
-      sh(`${process.execPath} ${ANYDISK} umount ${dir}`);
+      sh(`${ANYDISK} umount ${dir}`);
     },
   };
 }

@@ -16,7 +16,9 @@ const OUT = ensureDir(join(ROOT, 'bench', 'out'));
 const WORK = ensureDir(join(OUT, 'work'));
 const SIZE_MIB = Number(process.env.BENCH_SIZE_MIB ?? 1024);
 const RUNS = Math.max(3, Number(process.env.BENCH_RUNS ?? 3));
-const ANYDISK = `${process.execPath} ${join(ROOT, 'bin', 'anydisk')}`;
+/** The launcher users run; it runs this node (ANYDISK_NODE). */
+const ANYDISK = join(ROOT, 'bin', 'anydisk');
+process.env.ANYDISK_NODE ??= process.execPath;
 
 interface Row {
   line: string;
@@ -35,15 +37,19 @@ const log = (s: string) => process.stderr.write(`bench: ${s}\n`);
 
 type Side = () => Promise<number>;
 
-/** Alternate a and b RUNS times; medians. */
+/**
+ * Alternate a and b RUNS times, in the order a b, b a, a b, ... (whoever runs first in a round
+ * meets whatever the previous step left behind: writeback, freed blocks); medians.
+ */
 async function sideBySide(a: Side, b: Side): Promise<[number, number]> {
   const xa: number[] = [];
   const xb: number[] = [];
   for (let i = 0; i < RUNS; i++) {
-    dropCaches();
-    xa.push(await a());
-    dropCaches();
-    xb.push(await b());
+    const order: Array<[Side, number[]]> = i % 2 === 0 ? [[a, xa], [b, xb]] : [[b, xb], [a, xa]];
+    for (const [run, into] of order) {
+      dropCaches();
+      into.push(await run());
+    }
   }
   return [median(xa), median(xb)];
 }

@@ -246,7 +246,7 @@ export interface Server {
 
 /** `anydisk serve --socket SOCK ARGS...` in the foreground; resolves once it says ready. */
 export async function startServe(socket: string, args: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'anydisk'), 'serve', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(join(ROOT, 'bin', 'anydisk'), ['serve', '--socket', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));

@@ -154,9 +154,25 @@ type BatchEnd = { done: true } | { done: false; index: number; hang: boolean; oo
 
 let live: { worker: Worker; init: WorkerInit } | undefined;
 
+/**
+ * End an idle worker the gentle way: it closes its port and exits once its event loop is empty
+ * (terminate() in the middle of a native module's job can abort node 20 in the module's cleanup);
+ * terminate() only when it does not go within 5 s.
+ */
+function retire(worker: Worker): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => void worker.terminate(), 5_000);
+    worker.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    worker.postMessage({ type: 'stop' });
+  });
+}
+
 function workerFor(init: WorkerInit): Worker {
   if (live && live.init === init) return live.worker;
-  if (live) void live.worker.terminate();
+  if (live) void retire(live.worker);
   const worker = new Worker(new URL('./worker.js', import.meta.url), {
     workerData: init,
     resourceLimits: { maxOldGenerationSizeMb: 512 },
@@ -175,7 +191,7 @@ function workerFor(init: WorkerInit): Worker {
 export async function stopWorker(): Promise<void> {
   const w = live?.worker;
   live = undefined;
-  if (w) await w.terminate();
+  if (w) await retire(w);
 }
 
 function runBatch(

@@ -54,9 +54,14 @@ export interface ReplayItem {
   seed?: string;
 }
 
-type Request = { type: 'run'; from: number; to: number } | { type: 'replay'; items: ReplayItem[] };
+type Request = { type: 'run'; from: number; to: number } | { type: 'replay'; items: ReplayItem[] } | { type: 'stop' };
 
 parentPort!.on('message', async (msg: Request) => {
+  if (msg.type === 'stop') {
+    // end by running out of work: native modules' cleanup runs after their jobs, not during them
+    parentPort!.close();
+    return;
+  }
   if (msg.type === 'replay') {
     for (let i = 0; i < msg.items.length; i++) {
       const it = msg.items[i]!;

@@ -10,7 +10,7 @@ export interface Served {
 }
 
 export async function startServe(args: string[], timeoutMs = 20_000): Promise<Served> {
-  const proc = spawn(process.execPath, [ANYDISK, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(ANYDISK, ['serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));

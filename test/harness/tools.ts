@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(new URL('../../..', import.meta.url).pathname);
+/** The launcher users run (a shell script); it runs node, this test's own (ANYDISK_NODE). */
 export const ANYDISK = join(ROOT, 'bin', 'anydisk');
+process.env.ANYDISK_NODE ??= process.execPath;
 export const SHARED = resolve(ROOT, '..', 'shared');
 export const FOREIGN = join(SHARED, 'fixtures', 'foreign');
 
@@ -35,7 +37,7 @@ export function tryRun(cmd: string, args: string[], opts: { cwd?: string; timeou
 }
 
 export function anydisk(args: string[], opts: { cwd?: string; timeout?: number } = {}): { status: number; stdout: string; stderr: string } {
-  return tryRun(process.execPath, [ANYDISK, ...args], opts);
+  return tryRun(ANYDISK, args, opts);
 }
 
 export function qemuImg(...args: string[]): string {

@@ -127,11 +127,16 @@ function lowerKeys(h: Record<string, string>): Record<string, string> {
   return out;
 }
 
-/** Extra CA certificates: ANYDISK_CA_FILE / caFile, plus NODE_EXTRA_CA_CERTS (kept when we set `ca`). */
-export function extraCaCerts(o: HttpOptions, env: NodeJS.ProcessEnv = process.env): string[] | undefined {
-  if (!o.caFile) return undefined;
+/**
+ * Extra CA certificates: ANYDISK_CA_FILE / caFile, plus NODE_EXTRA_CA_CERTS (node's own store has
+ * it, but setting `ca` replaces that store), plus ANYDISK_NODE_EXTRA_CA_CERTS: NODE_EXTRA_CA_CERTS
+ * as bin/anydisk moved it aside so node does not parse it at every start. Undefined: node's store.
+ */
+export function extraCaCerts(o: Pick<HttpOptions, 'caFile'>, env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+  const deferred = env.ANYDISK_NODE_EXTRA_CA_CERTS;
+  if (!o.caFile && !deferred) return undefined;
   const certs: string[] = [];
-  for (const file of [o.caFile, env.NODE_EXTRA_CA_CERTS]) {
+  for (const file of [o.caFile, o.caFile ? env.NODE_EXTRA_CA_CERTS : undefined, deferred]) {
     if (!file) continue;
     try {
       certs.push(readFileSync(file, 'utf8'));

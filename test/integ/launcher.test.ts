@@ -1,0 +1,65 @@
+// bin/anydisk, the launcher users run: it starts node without NODE_EXTRA_CA_CERTS (node would parse
+// the bundle at every start) and anydisk's HTTPS client still trusts what that variable names.
+// The TLS server runs in this process, so the CLI is run asynchronously.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ANYDISK, ROOT, patternBytes, tempDir } from '../harness/tools.js';
+import { startFaultServer } from '../harness/fault-server.js';
+import { extraCaCerts } from '../../src/sources/http/options.js';
+
+function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(ANYDISK, args, { env, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+test('launcher: node starts without NODE_EXTRA_CA_CERTS, and an https source still trusts the CA it names', async () => {
+  const tlsDir = join(ROOT, 'test', 'harness', 'tls');
+  const data = patternBytes(1 << 20, 9);
+  const srv = await startFaultServer(data, {
+    tls: { key: readFileSync(join(tlsDir, 'server.key'), 'utf8'), cert: readFileSync(join(tlsDir, 'server.pem'), 'utf8') },
+  });
+  try {
+    const base = { ...process.env };
+    delete base.NODE_EXTRA_CA_CERTS;
+    delete base.ANYDISK_NODE_EXTRA_CA_CERTS;
+    const withCa = { ...base, NODE_EXTRA_CA_CERTS: join(tlsDir, 'ca.pem') };
+    // the node the launcher starts does not see the variable, only its moved copy
+    const env = await cli(['--version'], withCa);
+    assert.equal(env.code, 0, env.stderr);
+    // a stand-in for node that prints the environment it was given
+    const t = tempDir('launcher');
+    const printenv = join(t.dir, 'printenv.sh');
+    writeFileSync(printenv, '#!/bin/sh\nenv\n', { mode: 0o755 });
+    const probe = await new Promise<string>((resolve, reject) =>
+      execFile(ANYDISK, ['--version'], { env: { ...withCa, ANYDISK_NODE: printenv } }, (err, out) => (err ? reject(err) : resolve(out))),
+    );
+    t.cleanup();
+    assert.match(probe, /^ANYDISK_NODE_EXTRA_CA_CERTS=.*ca\.pem$/m);
+    assert.doesNotMatch(probe, /^NODE_EXTRA_CA_CERTS=/m);
+    // anydisk reads the object over TLS with the CA from the moved variable
+    const ok = await cli(['info', '--output=json', srv.objectUrl], withCa);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout)['virtual-size'], data.length);
+    // and without it the certificate is refused
+    const refused = await cli(['info', srv.objectUrl], base);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /certificate|TLS/i);
+  } finally {
+    await srv.close();
+  }
+});
+
+test('extraCaCerts: a CA file, NODE_EXTRA_CA_CERTS beside it, and the launcher\'s moved copy', () => {
+  const ca = join(ROOT, 'test', 'harness', 'tls', 'ca.pem');
+  const pem = readFileSync(ca, 'utf8');
+  assert.equal(extraCaCerts({}, {}), undefined); // node's own store
+  assert.equal(extraCaCerts({}, { NODE_EXTRA_CA_CERTS: ca }), undefined); // node has it already
+  assert.deepEqual(extraCaCerts({}, { ANYDISK_NODE_EXTRA_CA_CERTS: ca }), [pem]);
+  assert.deepEqual(extraCaCerts({ caFile: ca }, { NODE_EXTRA_CA_CERTS: ca }), [pem, pem]);
+  assert.throws(() => extraCaCerts({}, { ANYDISK_NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' }), /cannot read CA file/);
+});
