@@ -47,8 +47,8 @@ typedef struct {
 #define CODED_STORED_MAX (CODED_UNIT_MAX + (64u << 10))
 /* Stored bytes of neighbouring units fetched with one pread. */
 #define CODED_RUN_MAX (2u << 20)
-/* After a run, the page cache is asked to fetch this many times its length of what follows. */
-#define CODED_AHEAD 4
+/* After a stream's run, the page cache is asked to fetch this many times its length of what follows. */
+#define FETCH_AHEAD 4
 
 typedef struct {
   char *name;
@@ -320,9 +320,20 @@ static int pread_full(int fd, uint8_t *dst, size_t n, uint64_t off) {
   return 0;
 }
 
+/* Requests at least this large come from the kernel's read-ahead of a stream (random readers ask
+ * for pages): only those have what follows in the file fetched ahead. */
+#define STREAM_MIN (512u << 10)
+
+/* Ask the page cache for the `len * FETCH_AHEAD` bytes of fd after `end` (asynchronous): the
+ * FUSE threads read a stream's source out of order, which the kernel's own read-ahead of that
+ * file does not follow well. */
+static void fetch_ahead(int fd, uint64_t end, uint64_t len) {
+  posix_fadvise(fd, (off_t)end, (off_t)(len * FETCH_AHEAD), POSIX_FADV_WILLNEED);
+}
+
 /* The stored bytes of coded segment k, fetched together with those of the following segments of
  * the same request that continue it in the same file without a gap. NULL with *err set on failure. */
-static const uint8_t *coded_input(file_t *f, long k, uint64_t req_end, int *err) {
+static const uint8_t *coded_input(file_t *f, long k, uint64_t req_end, size_t req_len, int *err) {
   seg_t *s = &f->segs[k];
   if (s->fd == tin_fd && s->fdoff >= tin_off && s->fdoff + s->stored_len <= tin_off + tin_len) return tin + (s->fdoff - tin_off);
   /* stored ranges may touch or overlap (qcow2 rounds a stream's length up to whole sectors) */
@@ -347,14 +358,13 @@ static const uint8_t *coded_input(file_t *f, long k, uint64_t req_end, int *err)
   tin_fd = s->fd;
   tin_off = s->fdoff;
   tin_len = len;
-  /* readers of coded units move forward: have the stored bytes that follow on their way */
-  posix_fadvise(s->fd, (off_t)(s->fdoff + len), (off_t)(len * CODED_AHEAD), POSIX_FADV_WILLNEED);
+  if (req_len >= STREAM_MIN) fetch_ahead(s->fd, s->fdoff + len, len);
   return tin;
 }
 
 /* n bytes at offset `at` of coded segment k's unit into dst. 0: done; 1: the unit does not decode
  * (JavaScript answers the request and reports where); < 0: an errno for the reply. */
-static int coded_read(mount_t *m, file_t *f, long k, uint64_t req_end, uint8_t *dst, uint64_t at, size_t n) {
+static int coded_read(mount_t *m, file_t *f, long k, uint64_t req_end, size_t req_len, uint8_t *dst, uint64_t at, size_t n) {
   seg_t *s = &f->segs[k];
   int whole = at == 0 && n == s->unit_len && s->unit_len == s->unit_cap;
   if (!whole && tunit_m == m && tunit_fd == s->fd && tunit_off == s->fdoff) {
@@ -362,7 +372,7 @@ static int coded_read(mount_t *m, file_t *f, long k, uint64_t req_end, uint8_t *
     return 0;
   }
   int err = 0;
-  const uint8_t *src = coded_input(f, k, req_end, &err);
+  const uint8_t *src = coded_input(f, k, req_end, req_len, &err);
   if (!src) return err;
   if (!tzs_ready) {
     memset(&tzs, 0, sizeof tzs);
@@ -446,10 +456,11 @@ static int try_native_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, 
     } else if (s->kind == SEG_BYTES) {
       memcpy(dst, s->bytes + in, n);
     } else if (s->kind == SEG_CODED) {
-      rc = coded_read(m, f, k, end, dst, s->skip + in, n);
+      rc = coded_read(m, f, k, end, len, dst, s->skip + in, n);
       if (rc == 1) goto miss;
     } else {
       rc = pread_full(s->fd, dst, n, s->fdoff + in);
+      if (!rc && len >= STREAM_MIN) fetch_ahead(s->fd, s->fdoff + in + n, n);
     }
     if (rc < 0) {
       pthread_rwlock_unlock(&m->lock);
