@@ -976,13 +976,22 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value js_set_size(napi_env env, napi_callback_info info) {
+/* (handle, index, number >= 0): the mount, the file index and the number; NULL after throwing usage. */
+static mount_t *mount_index_number(napi_env env, napi_callback_info info, int32_t *idx, double *num, const char *usage) {
   napi_value argv[3];
+  mount_t *m = mount_args(env, info, 3, argv, idx, usage);
+  if (m && (napi_get_value_double(env, argv[2], num) != napi_ok || !(*num >= 0))) {
+    napi_throw_error(env, NULL, usage);
+    m = NULL;
+  }
+  return m;
+}
+
+static napi_value js_set_size(napi_env env, napi_callback_info info) {
   int32_t idx;
   double size;
-  mount_t *m = mount_args(env, info, 3, argv, &idx, "setSize(handle, index, size)");
+  mount_t *m = mount_index_number(env, info, &idx, &size, "setSize(handle, index, size >= 0)");
   if (!m) return NULL;
-  if (napi_get_value_double(env, argv[2], &size) != napi_ok || size < 0) return throw_msg(env, "setSize: bad size");
   pthread_rwlock_wrlock(&m->lock);
   m->files[idx].size = (uint64_t)size;
   pthread_rwlock_unlock(&m->lock);
@@ -1114,12 +1123,10 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
 
 /* addTrip(handle, index, offset): the first native read covering offset sends OP_TRIP(index, offset). */
 static napi_value js_add_trip(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
   int32_t idx;
   double off;
-  mount_t *m = mount_args(env, info, 3, argv, &idx, "addTrip(handle, index, offset)");
+  mount_t *m = mount_index_number(env, info, &idx, &off, "addTrip(handle, index, offset >= 0)");
   if (!m) return NULL;
-  if (napi_get_value_double(env, argv[2], &off) != napi_ok || !(off >= 0)) return throw_msg(env, "addTrip: bad offset");
   file_t *f = &m->files[idx];
   uint64_t o = (uint64_t)off;
   pthread_mutex_lock(&m->trip_lock);
