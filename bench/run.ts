@@ -182,6 +182,8 @@ async function main(): Promise<void> {
   const when = new Date().toISOString();
   process.stdout.write(`\n${table}\n\nmachine: ${machine}; image ${SIZE_MIB} MiB; medians of ${RUNS}; ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
   writeFileSync(join(OUT, 'results.json'), JSON.stringify({ when, machine, sizeMiB: SIZE_MIB, runs: RUNS, rows }, null, 2));
+  // docs/performance.md shows whole runs only: a BENCH_ONLY run leaves it alone
+  if (process.env.BENCH_ONLY) return;
   writeFileSync(
     join(ROOT, 'docs', 'performance.md'),
     `# Performance\n\nThe latest \`npm run bench\` (${when}), on ${machine}; a ${SIZE_MIB} MiB ext4 disk with mixed content, medians of ${RUNS} alternating runs, page cache dropped before each run. Ratios above 1 mean anydisk is better (rates: anydisk / peer; times: peer / anydisk). "n/a" lines failed, with the reason.\n\n${table}\n`,
