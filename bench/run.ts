@@ -143,20 +143,47 @@ async function latencyLines(img: BenchImages): Promise<void> {
 }
 
 async function convertLines(img: BenchImages): Promise<void> {
-  const out = (n: string) => {
-    const p = join(WORK, n);
-    rmSync(p, { force: true });
-    return p;
+  const out = (n: string) => join(WORK, n);
+  // Tiny inputs: before each timed run a tool converts one of them (untimed), so its own binary and
+  // code are back in the page cache that was just dropped, while the image's data stays cold.
+  // Without it the measure counts reading node's 100 MB binary against qemu-img's few.
+  const tiny = { raw: out('tiny.raw'), qcow2: out('tiny.qcow2') };
+  writeFileSync(tiny.raw, Buffer.alloc(1 << 20, 0x5a));
+  rmSync(tiny.qcow2, { force: true });
+  sh(`qemu-img convert -f raw -O qcow2 ${tiny.raw} ${tiny.qcow2}`);
+  const run = (warm: string, target: string, cmd: string) => async () => {
+    sh(warm);
+    rmSync(target, { force: true });
+    return timed(() => sh(cmd));
   };
-  const cases: Array<[string, string, string, string, string]> = [
+  const cases: Array<[string, string, 'raw' | 'qcow2', string, string]> = [
     ['raw -> qcow2', img.raw, 'raw', 'qcow2', 'qcow2'],
     ['qcow2 -> vdi', img.qcow2, 'qcow2', 'vdi', 'vdi'],
   ];
   for (const [name, src, inFmt, outFmt, ext] of cases) {
+    const warmOut = out(`warm.${ext}`);
+    const any = (from: string, to: string) => `${ANYDISK} convert -t unsafe -f ${inFmt} -O ${outFmt} ${from} ${to}`;
+    const qemu = (from: string, to: string) => `rm -f ${to}; qemu-img convert -f ${inFmt} -O ${outFmt} ${from} ${to}`;
     // -t unsafe: no fdatasync, like qemu-img convert's default cache mode (and ewfexport)
-    await line(`convert ${name}`, 'time', 'ms', false, () => timed(() => sh(`${ANYDISK} convert -t unsafe -f ${inFmt} -O ${outFmt} ${src} ${out(`c-any.${ext}`)}`)), 'qemu-img convert', () => timed(() => sh(`qemu-img convert -f ${inFmt} -O ${outFmt} ${src} ${out(`c-qemu.${ext}`)}`)));
+    await line(
+      `convert ${name}`,
+      'time',
+      'ms',
+      false,
+      run(`rm -f ${warmOut}; ${any(tiny[inFmt], warmOut)}`, out(`c-any.${ext}`), any(src, out(`c-any.${ext}`))),
+      'qemu-img convert',
+      run(qemu(tiny[inFmt], warmOut), out(`c-qemu.${ext}`), qemu(src, out(`c-qemu.${ext}`))),
+    );
   }
-  await line('convert E01 -> raw', 'time', 'ms', false, () => timed(() => sh(`${ANYDISK} convert -t unsafe -O raw ${img.e01} ${out('c-any.raw')}`)), 'ewfexport', () => timed(() => sh(`ewfexport -u -q -f raw -t ${out('c-ewf').replace(/$/, '')} ${img.e01} >/dev/null`)));
+  await line(
+    'convert E01 -> raw',
+    'time',
+    'ms',
+    false,
+    run(`rm -f ${out('warm.raw')}; ${ANYDISK} convert -t unsafe -f raw -O raw ${tiny.raw} ${out('warm.raw')}`, out('c-any.raw'), `${ANYDISK} convert -t unsafe -O raw ${img.e01} ${out('c-any.raw')}`),
+    'ewfexport',
+    run('ewfexport -V >/dev/null', out('c-ewf.raw'), `ewfexport -u -q -f raw -t ${out('c-ewf')} ${img.e01} >/dev/null`),
+  );
 }
 
 function report(): string {
