@@ -27,10 +27,9 @@ import { ChecksumError, CorruptImageError, UnsupportedFeatureError } from '../..
 import { FieldReader } from '../../core/bytes.js';
 import { readBytes, type ByteSource } from '../../sources/source.js';
 import type { OpenContext, StoredHash } from '../types.js';
+import { EVF2_SIGNATURE } from './probe.js';
 
 const F = 'ewf';
-export const EVF2_SIGNATURE = [0x45, 0x56, 0x46, 0x32, 0x0d, 0x0a, 0x81, 0x00];
-export const LEF2_SIGNATURE = [0x4c, 0x45, 0x46, 0x32, 0x0d, 0x0a, 0x81, 0x00];
 export const FILE_HEADER_V2 = 32;
 export const DESCRIPTOR_V2 = 64;
 const MAX_SECTIONS = 1_000_000;

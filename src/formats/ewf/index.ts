@@ -6,8 +6,9 @@
 // (where zlib runs, see inflate-pool.ts).
 
 import { EVF1_SIGNATURE, LVF1_SIGNATURE, startsWith } from './ewf1-sections.js';
+import { EVF2_SIGNATURE, LEF2_SIGNATURE, ewfIdentity } from './probe.js';
 import { openEwf1 } from './ewf1.js';
-import { EVF2_SIGNATURE, LEF2_SIGNATURE, openEwf2 } from './ewf2.js';
+import { openEwf2 } from './ewf2.js';
 import type { ChunkStoreOptions } from './chunk-store.js';
 import { CorruptImageError, InvalidArgumentError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import { readBytes } from '../../sources/source.js';
@@ -36,15 +37,7 @@ function storeOptions(o: Record<string, string>): ChunkStoreOptions {
 }
 
 export const ewfDriver: FormatDriver = {
-  name: 'ewf',
-  aliases: ['e01', 's01', 'ex01', 'aewf', 'encase', 'smart'],
-  description: 'Expert Witness Compression Format (EnCase E01/Ex01, SMART S01), read-only',
-  probe({ head }) {
-    if (startsWith(head, EVF1_SIGNATURE) || startsWith(head, EVF2_SIGNATURE)) return 100;
-    // Logical evidence files are recognised so that open can say what they are.
-    if (startsWith(head, LVF1_SIGNATURE) || startsWith(head, LEF2_SIGNATURE)) return 90;
-    return 0;
-  },
+  ...ewfIdentity,
   async open(ctx: OpenContext): Promise<FormatImage> {
     if (ctx.writable) throw new ReadOnlyError('ewf images are read-only (evidence is never modified); use an overlay for writes', { file: ctx.source.name });
     const head = await readBytes(ctx.source, 0, Math.min(16, ctx.source.size), 'ewf', 'file header');
