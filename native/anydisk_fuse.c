@@ -404,17 +404,23 @@ static int coded_read(mount_t *m, file_t *f, long k, uint64_t req_end, size_t re
 }
 
 /* Tell JavaScript about the first trip offset inside [off, off+len), once. */
-static void trip_check(mount_t *m, file_t *f, uint64_t off, size_t len) {
-  uint64_t hit = 0;
-  int found = 0;
-  pthread_mutex_lock(&m->trip_lock);
-  size_t lo = 0, hi = atomic_load(&f->ntrips);
-  while (lo < hi) { /* first trip >= off */
+/* Index of the first trip >= off among the n trips of f. Caller holds trip_lock. */
+static size_t trip_at(const file_t *f, size_t n, uint64_t off) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
     size_t mid = (lo + hi) / 2;
     if (f->trips[mid] < off) lo = mid + 1;
     else hi = mid;
   }
+  return lo;
+}
+
+static void trip_check(mount_t *m, file_t *f, uint64_t off, size_t len) {
+  uint64_t hit = 0;
+  int found = 0;
+  pthread_mutex_lock(&m->trip_lock);
   size_t n = atomic_load(&f->ntrips);
+  size_t lo = trip_at(f, n, off);
   if (lo < n && f->trips[lo] < off + len) {
     hit = f->trips[lo];
     found = 1;
@@ -1130,8 +1136,7 @@ static napi_value js_add_trip(napi_env env, napi_callback_info info) {
   file_t *f = &m->files[idx];
   uint64_t o = (uint64_t)off;
   pthread_mutex_lock(&m->trip_lock);
-  size_t n = atomic_load(&f->ntrips), at = 0;
-  while (at < n && f->trips[at] < o) at++;
+  size_t n = atomic_load(&f->ntrips), at = trip_at(f, n, o);
   if (at == n || f->trips[at] != o) {
     if (n == f->tripcap) {
       size_t cap = f->tripcap ? f->tripcap * 2 : 8;
