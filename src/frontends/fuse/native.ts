@@ -42,8 +42,10 @@ interface Addon {
   setSize(h: Handle, index: number, size: number): void;
   /** The first native read that covers offset sends TRIP(index, offset), once. */
   addTrip(h: Handle, index: number, offset: number): void;
-  /** SEG_FIELDS numbers per segment (see pack()); data[i]: the bytes of a 'bytes' segment i. */
-  /** True when the file's segments were dropped first (more than maxSegments): map windows again. */
+  /**
+   * SEG_FIELDS numbers per segment (see pack()); data[i]: the bytes of a 'bytes' segment i. True
+   * when the file's segments were dropped first (more than maxSegments): map windows again.
+   */
   addSegments(h: Handle, index: number, table: Float64Array, data: Array<Uint8Array | undefined>): boolean;
   stats(h: Handle): NativeStats;
   unmount(h: Handle): void;
