@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ANYDISK, ROOT, patternBytes, tempDir } from '../harness/tools.js';
 import { startFaultServer } from '../harness/fault-server.js';
@@ -51,6 +51,25 @@ test('launcher: node starts without NODE_EXTRA_CA_CERTS, and an https source sti
     assert.match(refused.stderr, /certificate|TLS/i);
   } finally {
     await srv.close();
+  }
+});
+
+test('launcher: finds anydisk.mjs when run by path, through a symlink, and as `sh anydisk` in bin/', async () => {
+  const t = tempDir('launcher-link');
+  try {
+    const link = join(t.dir, 'anydisk');
+    symlinkSync(ANYDISK, link);
+    const runs: Array<[string, string[], string | undefined]> = [
+      [ANYDISK, ['--version'], undefined],
+      [link, ['--version'], undefined],
+      ['sh', ['anydisk', '--version'], join(ROOT, 'bin')],
+    ];
+    for (const [file, args, cwd] of runs) {
+      const out = await new Promise<string>((resolve, reject) => execFile(file, args, { cwd, timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${file}: ${stderr}`)) : resolve(stdout))));
+      assert.match(out, /^\d+\.\d+\.\d+$/m, file);
+    }
+  } finally {
+    t.cleanup();
   }
 });
 

@@ -25,7 +25,7 @@ export function register(program: Command): void {
     .option('--partition <n>', 'convert only partition N of the disk (MBR or GPT)')
     .option('-c, --compress', 'compress the output (qcow2)')
     .option('-p, --progress', 'show a progress bar on a terminal')
-    .option('-m, --parallel <n>', 'reads in flight (1 MiB each)', '4')
+    .option('-m, --parallel <n>', 'reads in flight (2 MiB each)', '4')
     .option('-t, --cache <mode>', 'output cache mode: writeback (fdatasync before the rename) or unsafe (no fdatasync, qemu-img convert\'s default)', 'writeback')
     .action(async (files, opts) => {
       if (files.length < 2) throw new UsageError('convert needs at least one input and an output');
