@@ -2,6 +2,7 @@
 // native/build/NAME.node). Each is optional at run time: a module that is missing or fails to load
 // is reported once as undefined, with the reason kept, and callers fall back to JavaScript.
 
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,8 +10,17 @@ import { isMainThread } from 'node:worker_threads';
 
 const loaded = new Map<string, { addon?: unknown; error: string }>();
 
-/** The package root: this file is dist/src/core/native.js once built. */
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/**
+ * The package root: the nearest directory above this code with a package.json. This file is
+ * dist/src/core/native.js once compiled, or part of dist/bundle/anydisk.cjs once bundled.
+ */
+function packageRoot(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (let dir = here; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return join(here, '..', '..', '..');
+  }
+}
 
 export function loadAddon<T>(name: string): T | undefined {
   let r = loaded.get(name);
@@ -21,7 +31,7 @@ export function loadAddon<T>(name: string): T | undefined {
     else if (!isMainThread) r = { error: 'not loaded in worker threads' };
     else {
       try {
-        r = { addon: createRequire(import.meta.url)(join(ROOT, 'native', 'build', `${name}.node`)), error: '' };
+        r = { addon: createRequire(import.meta.url)(join(packageRoot(), 'native', 'build', `${name}.node`)), error: '' };
       } catch (err) {
         r = { error: (err as Error).message.split('\n')[0] ?? String(err) };
       }
