@@ -7,7 +7,11 @@
 // gets its own file beside the bundle, where `new URL('./inflate-worker.js', import.meta.url)`
 // looks for it. Without esbuild (a production install without devDependencies) nothing is
 // bundled and bin/anydisk runs the modules.
-import { rmSync } from 'node:fs';
+// Then the V8 code cache (dist/bundle/anydisk.cache, read by bin/anydisk.cjs): made at the exit of
+// a small convert, so it holds what the CLI, the raw input and the qcow2 writer compiled.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,8 +33,23 @@ await esbuild.build({
   stdin: { contents: "import { start } from './start.js';\nstart(process.argv);\n", resolveDir: join(ROOT, 'dist', 'src', 'frontends', 'cli'), sourcefile: 'bundle-entry.js' },
   outfile: join(OUT, 'anydisk.cjs'),
   format: 'cjs',
+  // import() becomes require() (the code-cache loader runs the bundle through vm.Script, where
+  // import() would need --experimental-vm-modules)
+  supported: { 'dynamic-import': false },
   // import.meta.url is this file's URL in the bundle (native.ts looks for the package root above it)
   banner: { js: 'const __anydiskMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
   define: { 'import.meta.url': '__anydiskMetaUrl' },
 });
 await esbuild.build({ ...common, entryPoints: [join(ROOT, 'dist', 'src', 'formats', 'ewf', 'inflate-worker.js')], outfile: join(OUT, 'inflate-worker.js'), format: 'esm' });
+
+const work = mkdtempSync(join(tmpdir(), 'anydisk-bundle-'));
+try {
+  writeFileSync(join(work, 'in.raw'), Buffer.alloc(1 << 20, 1));
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'anydisk.cjs'), 'convert', '-f', 'raw', '-O', 'qcow2', join(work, 'in.raw'), join(work, 'out.qcow2')], {
+    env: { ...process.env, ANYDISK_CODE_CACHE: 'write' },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`bundle: the bundled CLI failed its first run: ${r.stderr || r.error}`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { ANYDISK, ROOT, patternBytes, tempDir } from '../harness/tools.js';
 import { startFaultServer } from '../harness/fault-server.js';
@@ -71,6 +72,40 @@ test('launcher: finds anydisk.mjs when run by path, through a symlink, and as `s
   } finally {
     t.cleanup();
   }
+});
+
+test('bundle loader: the code cache serves its own bundle only; a stale or damaged cache is ignored', async (t) => {
+  const bundle = join(ROOT, 'dist', 'bundle');
+  if (!existsSync(join(bundle, 'anydisk.cjs'))) {
+    // the build bundles whenever esbuild is installed, as it is for the tests
+    assert.fail('dist/bundle/anydisk.cjs is missing: run npm run build');
+  }
+  const source = readFileSync(join(bundle, 'anydisk.cjs'), 'utf8');
+  const cache = readFileSync(join(bundle, 'anydisk.cache'));
+  assert.ok(cache.subarray(0, 20).equals(createHash('sha1').update(source).digest()), 'the cache names the bundle it was made from');
+  const tree = tempDir('bundle-loader');
+  t.after(() => tree.cleanup());
+  mkdirSync(join(tree.dir, 'bin'));
+  mkdirSync(join(tree.dir, 'dist', 'bundle'), { recursive: true });
+  copyFileSync(join(ROOT, 'bin', 'anydisk.cjs'), join(tree.dir, 'bin', 'anydisk.cjs'));
+  const run = () => new Promise<string>((resolve, reject) => execFile(process.execPath, [join(tree.dir, 'bin', 'anydisk.cjs'), '--version'], (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out.trim()))));
+  // The same length, another version string: V8 alone would take the old cache (it compares
+  // lengths) and print the old version.
+  const m = /\.version\("(\d+)\.(\d+)\.(\d+)"\)/.exec(source);
+  assert.ok(m, 'the bundle sets the version');
+  const other = `${m[1]}.${m[2]}.${(Number(m[3]) + 5) % 10}`;
+  writeFileSync(join(tree.dir, 'dist', 'bundle', 'anydisk.cjs'), source.replace(m[0], `.version("${other}")`));
+  writeFileSync(join(tree.dir, 'dist', 'bundle', 'anydisk.cache'), cache);
+  assert.equal(await run(), other);
+  // a damaged cache for the right source: V8 refuses it, the bundle is compiled
+  writeFileSync(join(tree.dir, 'dist', 'bundle', 'anydisk.cjs'), source);
+  const damaged = Buffer.from(cache);
+  for (let i = 60; i < damaged.length; i += 97) damaged[i] ^= 0x5a;
+  writeFileSync(join(tree.dir, 'dist', 'bundle', 'anydisk.cache'), damaged);
+  assert.equal(await run(), `${m[1]}.${m[2]}.${m[3]}`);
+  // and the real one, unchanged, gives the real version
+  writeFileSync(join(tree.dir, 'dist', 'bundle', 'anydisk.cache'), cache);
+  assert.equal(await run(), `${m[1]}.${m[2]}.${m[3]}`);
 });
 
 test('extraCaCerts: a CA file, NODE_EXTRA_CA_CERTS beside it, and the launcher\'s moved copy', () => {

@@ -29,6 +29,39 @@ export interface SegmentSetSpec<W> {
 }
 
 const MAX_SEGMENTS = 65535;
+/** Segments looked for and opened at once while following the chain. */
+const LOOKAHEAD = 16;
+
+type Found<W> = { segment: OpenedSegment<W> } | { error: unknown };
+
+/** Find, open and walk segment n of the set that firstName starts; never rejects. */
+async function findSegment<W>(ctx: OpenContext, spec: SegmentSetSpec<W>, firstName: string, n: number, opened: ByteSource[]): Promise<Found<W>> {
+  try {
+    const name = segmentName(firstName, n);
+    if (!name) {
+      throw new NotFoundError(`${spec.format}: segment ${n} is needed but its name cannot be derived from ${basename(firstName)}; name all segments on the command line`, { file: firstName });
+    }
+    let found: string | undefined;
+    for (const cand of [name, otherCase(name)]) {
+      if (cand && (await ctx.relatedExists(cand))) {
+        found = cand;
+        break;
+      }
+    }
+    if (!found) {
+      throw new NotFoundError(`${spec.format}: segment file ${basename(name)} (segment ${n}) is missing: segment ${n - 1} says more segments follow`, { file: ctx.resolve(name) });
+    }
+    const src = await ctx.openRelated(found);
+    opened.push(src);
+    const num = await numberOf(spec, src);
+    if (num !== n) {
+      throw new CorruptImageError(spec.format, `${basename(found)} holds segment number ${num}, segment ${n} expected`, { file: src.name });
+    }
+    return { segment: { name: src.name, source: src, number: n, walk: await spec.walk(src) } };
+  } catch (error) {
+    return { error };
+  }
+}
 
 async function numberOf<W>(spec: SegmentSetSpec<W>, src: ByteSource): Promise<number> {
   if (src.size < spec.headerSize) {
@@ -97,30 +130,32 @@ async function discover<W>(ctx: OpenContext, spec: SegmentSetSpec<W>, opened: By
   }
   const firstName = source.name;
   const out: OpenedSegment<W>[] = [{ name: source.name, source, number: 1, walk: await spec.walk(source) }];
+  // The segments that follow are looked for, opened and walked LOOKAHEAD at a time, in parallel
+  // (a 100-segment image is some thousand small reads), then taken in order until one ends the
+  // image. Files opened beyond the last segment are closed; their failures do not matter.
   while (!spec.isLast(out[out.length - 1]!.walk)) {
-    const n = out.length + 1;
-    if (n > MAX_SEGMENTS) throw new CorruptImageError(spec.format, `more than ${MAX_SEGMENTS} segments`, { file: firstName });
-    const name = segmentName(firstName, n);
-    if (!name) {
-      throw new NotFoundError(`${spec.format}: segment ${n} is needed but its name cannot be derived from ${basename(firstName)}; name all segments on the command line`, { file: firstName });
-    }
-    let found: string | undefined;
-    for (const cand of [name, otherCase(name)]) {
-      if (cand && (await ctx.relatedExists(cand))) {
-        found = cand;
-        break;
+    const from = out.length + 1;
+    if (from > MAX_SEGMENTS) throw new CorruptImageError(spec.format, `more than ${MAX_SEGMENTS} segments`, { file: firstName });
+    const batch: Array<Promise<Found<W>>> = [];
+    for (let n = from; n < from + LOOKAHEAD && n <= MAX_SEGMENTS; n++) batch.push(findSegment(ctx, spec, firstName, n, opened));
+    let k = 0;
+    try {
+      for (; k < batch.length; k++) {
+        const f = await batch[k]!;
+        if ('error' in f) throw f.error;
+        out.push(f.segment);
+        if (spec.isLast(f.segment.walk)) break;
+      }
+    } finally {
+      // whatever was opened past the segment taken last is not part of the image
+      const rest = await Promise.all(batch.slice(k + 1));
+      for (const f of rest) {
+        if ('segment' in f) {
+          opened.splice(opened.indexOf(f.segment.source), 1);
+          await f.segment.source.close().catch(() => undefined);
+        }
       }
     }
-    if (!found) {
-      throw new NotFoundError(`${spec.format}: segment file ${basename(name)} (segment ${n}) is missing: segment ${n - 1} says more segments follow`, { file: ctx.resolve(name) });
-    }
-    const src = await ctx.openRelated(found);
-    opened.push(src);
-    const num = await numberOf(spec, src);
-    if (num !== n) {
-      throw new CorruptImageError(spec.format, `${basename(found)} holds segment number ${num}, segment ${n} expected`, { file: src.name });
-    }
-    out.push({ name: src.name, source: src, number: n, walk: await spec.walk(src) });
   }
   return out;
 }

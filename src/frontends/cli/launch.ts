@@ -1,4 +1,4 @@
-// The background start of `anydisk mount`, kept free of heavy imports: bin/anydisk.mjs calls it
+// The background start of `anydisk mount`, kept free of heavy imports: start() (start.ts) calls it
 // before the CLI and the format drivers are loaded, so the waiting parent costs only Node's own
 // start-up. It forks a copy of the CLI in foreground mode (`--daemon-child`), forwards that
 // child's output until the mount is ready (usage errors and one-line failures reach the user),
@@ -14,7 +14,7 @@ export function runtimeDir(): string {
   return dir;
 }
 
-/** Whether argv (after `node bin/anydisk.mjs`) asks for a background mount. */
+/** Whether argv (after node and the script) asks for a background mount. */
 export function wantsBackgroundMount(args: string[]): boolean {
   if (args[0] !== 'mount') return false;
   return !args.some((a) => a === '-f' || a === '--foreground' || a === '--daemon-child' || a === '-h' || a === '--help');
