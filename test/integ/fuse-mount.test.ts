@@ -29,6 +29,11 @@ test('mount a raw image: NAME.dd equals the input, NAME.info describes it, umoun
       }
       closeSync(fd);
       assert.match(readFileSync(join(m.mnt, 'disk.info'), 'utf8'), /file format: raw/);
+      // a second mount on the same mount point is refused, and the first keeps serving
+      const again = anydisk(['mount', join(dir, 'disk.img'), m.mnt]);
+      assert.notEqual(again.status, 0);
+      assert.match(again.stderr, /is already a mount point/);
+      assert.equal(readFileSync(join(m.mnt, 'disk.dd')).length, dd.length);
     } finally {
       m.umount();
     }

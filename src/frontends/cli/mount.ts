@@ -3,7 +3,6 @@
 // xmount and sshfs); -f stays attached. xmount's spellings are accepted: --in/--out/--inopts/
 // --cache/--owcache/--offset/--sizelimit/-o. `umount` is in umount.ts.
 
-import { spawnSync } from 'node:child_process';
 import { statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from '@commander-js/extra-typings';
@@ -14,7 +13,7 @@ import { mountFiles } from '../fuse/filesystem.js';
 import { ViewState } from '../fuse/view-state.js';
 import { infoText, LiveTextFile, textFile } from '../../views/memory-file.js';
 import { liveHttpSources, type HttpSource } from '../../sources/http/http-source.js';
-import { removeRecord, writeRecord } from '../fuse/state.js';
+import { isMountPoint, removeRecord, writeRecord } from '../fuse/state.js';
 import { formatInfoText } from './info.js';
 import { redirectOutput, runBackgroundMount } from './launch.js';
 import { collect, reportError, UsageError } from './common.js';
@@ -128,7 +127,7 @@ function statMountpoint(mp: string): void {
     throw new UsageError(`mount point ${mp} does not exist`);
   }
   if (!st.isDirectory()) throw new UsageError(`mount point ${mp} is not a directory`);
-  if (spawnSync('mountpoint', ['-q', mp]).status === 0) throw new UsageError(`${mp} is already a mount point`);
+  if (isMountPoint(resolve(mp))) throw new UsageError(`${mp} is already a mount point`);
 }
 
 export function register(program: Command): void {

@@ -2,30 +2,18 @@
 // until it has. A mount without a live daemon (crashed, or not ours) is lazily unmounted.
 
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from '@commander-js/extra-typings';
 import { IoError } from '../../core/errors.js';
-import { isAlive, readRecord, removeRecord } from '../fuse/state.js';
+import { isAlive, isMountPoint, readRecord, removeRecord } from '../fuse/state.js';
 
 async function waitExit(pid: number, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (!isAlive(pid)) return true;
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 10));
   }
   return !isAlive(pid);
-}
-
-/** From the kernel's mount table: `mountpoint` cannot stat a dead FUSE mount and says no. */
-function isMounted(mp: string): boolean {
-  try {
-    return readFileSync('/proc/self/mounts', 'utf8')
-      .split('\n')
-      .some((l) => l.split(' ')[1]?.replace(/\\040/g, ' ') === mp);
-  } catch {
-    return spawnSync('mountpoint', ['-q', mp]).status === 0;
-  }
 }
 
 export async function unmount(mountpoint: string, timeoutMs = 60_000): Promise<void> {
@@ -42,7 +30,7 @@ export async function unmount(mountpoint: string, timeoutMs = 60_000): Promise<v
   removeRecord(mp);
   const r = spawnSync('fusermount', ['-u', mp], { encoding: 'utf8' });
   if (r.status !== 0) {
-    if (isMounted(mp)) {
+    if (isMountPoint(mp)) {
       const lazy = spawnSync('fusermount', ['-uz', mp], { encoding: 'utf8' });
       if (lazy.status === 0) return;
     }

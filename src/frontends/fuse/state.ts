@@ -1,5 +1,6 @@
 // Where a background mount records itself, so `anydisk umount MOUNTPOINT` can find the daemon
-// that serves it: one small JSON file per mount point in a private runtime directory.
+// that serves it: one small JSON file per mount point in a private runtime directory. And whether
+// a directory is a mount point, from the kernel's mount table.
 
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -54,4 +55,18 @@ export function isAlive(pid: number): boolean {
   } catch {
     return true;
   }
+}
+
+/**
+ * Whether `dir` (an absolute path) is a mount point, from /proc/self/mounts: no `mountpoint`
+ * process to start (5-10 ms), and a dead FUSE mount, which cannot be stat'ed, still counts.
+ */
+export function isMountPoint(dir: string): boolean {
+  const unescape = (field: string) => field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((l) => {
+      const field = l.split(' ')[1];
+      return field !== undefined && unescape(field) === dir;
+    });
 }
