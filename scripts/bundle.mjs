@@ -8,7 +8,8 @@
 // looks for it. Without esbuild (a production install without devDependencies) nothing is
 // bundled and bin/anydisk runs the modules.
 // Then the V8 code cache (dist/bundle/anydisk.cache, read by bin/anydisk.cjs): made at the exit of
-// a small convert, so it holds what the CLI, the raw input and the qcow2 writer compiled.
+// a small convert, so it holds what the CLI, the raw input and the qcow2 writer compiled. And
+// mount.cjs, the light entry for `anydisk mount`.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,6 +42,27 @@ await esbuild.build({
   define: { 'import.meta.url': '__anydiskMetaUrl' },
 });
 await esbuild.build({ ...common, entryPoints: [join(ROOT, 'dist', 'src', 'formats', 'ewf', 'inflate-worker.js')], outfile: join(OUT, 'inflate-worker.js'), format: 'esm' });
+// `mount`'s own small entry (bin/anydisk runs it for `mount`): the parent that starts a background
+// mount's daemon and waits for it loads a few KiB instead of the whole bundle; any other mount
+// (foreground, --help) runs the bundled CLI in the same process.
+await esbuild.build({
+  ...common,
+  stdin: {
+    contents: [
+      "import { runBackgroundMount, wantsBackgroundMount } from './launch.js';",
+      "const cli = require('node:path').join(__dirname, '..', '..', 'bin', 'anydisk.cjs');",
+      'const args = process.argv.slice(2);',
+      'if (wantsBackgroundMount(args)) runBackgroundMount(cli, args).then((code) => { process.exitCode = code; });',
+      'else require(cli);',
+      '',
+    ].join('\n'),
+    resolveDir: join(ROOT, 'dist', 'src', 'frontends', 'cli'),
+    sourcefile: 'mount-entry.js',
+  },
+  outfile: join(OUT, 'mount.cjs'),
+  format: 'cjs',
+  supported: { 'dynamic-import': false },
+});
 
 const work = mkdtempSync(join(tmpdir(), 'anydisk-bundle-'));
 try {
