@@ -281,6 +281,19 @@ static long seg_find(file_t *f, uint64_t off) {
 static __thread uint8_t *tbuf; /* a read's reply */
 static __thread size_t tcap;
 
+/* Make the array *arr (room for *cap elements of `size` bytes) hold at least `need`, doubling from
+ * `first`; contents kept. 0 on success. */
+static int reserve(void **arr, size_t *cap, size_t need, size_t size, size_t first) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap : first;
+  while (c < need) c *= 2;
+  void *p = realloc(*arr, c * size);
+  if (!p) return -1;
+  *arr = p;
+  *cap = c;
+  return 0;
+}
+
 /* Make *buf hold at least n bytes (contents not kept). 0 on success. */
 static int grow(uint8_t **buf, size_t *cap, size_t n) {
   if (*cap >= n) return 0;
@@ -403,7 +416,6 @@ static int coded_read(mount_t *m, file_t *f, long k, uint64_t req_end, size_t re
   return 0;
 }
 
-/* Tell JavaScript about the first trip offset inside [off, off+len), once. */
 /* Index of the first trip >= off among the n trips of f. Caller holds trip_lock. */
 static size_t trip_at(const file_t *f, size_t n, uint64_t off) {
   size_t lo = 0, hi = n;
@@ -415,6 +427,7 @@ static size_t trip_at(const file_t *f, size_t n, uint64_t off) {
   return lo;
 }
 
+/* Tell JavaScript about the first trip offset inside [off, off+len), once. */
 static void trip_check(mount_t *m, file_t *f, uint64_t off, size_t len) {
   uint64_t hit = 0;
   int found = 0;
@@ -1085,21 +1098,18 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
     f->nsegs = 0;
     reset = 1;
   }
-  if (f->nsegs + k > f->cap) {
-    size_t cap = f->cap ? f->cap : 16;
-    while (cap < f->nsegs + k) cap *= 2;
-    seg_t *ns = realloc(f->segs, cap * sizeof(seg_t));
-    if (!ns) {
-      pthread_rwlock_unlock(&m->lock);
-      for (uint32_t i = 0; i < k; i++) free(add[i].bytes);
-      free(add);
-      return throw_msg(env, "out of memory");
-    }
-    f->segs = ns;
-    f->cap = cap;
+  void *segs = f->segs;
+  int grown = reserve(&segs, &f->cap, f->nsegs + k, sizeof(seg_t), 16);
+  f->segs = segs;
+  if (grown) {
+    pthread_rwlock_unlock(&m->lock);
+    for (uint32_t i = 0; i < k; i++) free(add[i].bytes);
+    free(add);
+    return throw_msg(env, "out of memory");
   }
-  /* merge two sorted lists from the back, dropping new segments that overlap a kept one (or each
-   * other): O(n + k), in place; a window added after all others only appends */
+  /* drop new segments that overlap a kept one (a binary search each) or each other, then merge the
+   * two sorted lists from the back, in place: O(k log n + n); a window added after all others only
+   * appends */
   size_t keep = 0;
   for (uint32_t i = 0; i < k; i++) {
     seg_t *s = &add[i];
@@ -1138,15 +1148,12 @@ static napi_value js_add_trip(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&m->trip_lock);
   size_t n = atomic_load(&f->ntrips), at = trip_at(f, n, o);
   if (at == n || f->trips[at] != o) {
-    if (n == f->tripcap) {
-      size_t cap = f->tripcap ? f->tripcap * 2 : 8;
-      uint64_t *nt = realloc(f->trips, cap * sizeof(uint64_t));
-      if (!nt) {
-        pthread_mutex_unlock(&m->trip_lock);
-        return throw_msg(env, "out of memory");
-      }
-      f->trips = nt;
-      f->tripcap = cap;
+    void *trips = f->trips;
+    int grown = reserve(&trips, &f->tripcap, n + 1, sizeof(uint64_t), 8);
+    f->trips = trips;
+    if (grown) {
+      pthread_mutex_unlock(&m->trip_lock);
+      return throw_msg(env, "out of memory");
     }
     memmove(&f->trips[at + 1], &f->trips[at], (n - at) * sizeof(uint64_t));
     f->trips[at] = o;

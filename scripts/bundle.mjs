@@ -28,15 +28,14 @@ try {
 }
 const external = ['@cocalc/fuse-native', 'zstd-napi', '@napi-rs/lzma', 'undici', '@foxglove/wasm-bz2', 'cli-progress', 'esbuild'];
 const common = { bundle: true, platform: 'node', target: 'node20', external, logLevel: 'warning', legalComments: 'none' };
+// CommonJS, where import() becomes require() (the code-cache loader runs the bundle through
+// vm.Script, where import() would need --experimental-vm-modules)
+const cjs = { ...common, format: 'cjs', supported: { 'dynamic-import': false } };
 rmSync(OUT, { recursive: true, force: true });
 await esbuild.build({
-  ...common,
+  ...cjs,
   stdin: { contents: "import { start } from './start.js';\nstart(process.argv);\n", resolveDir: join(ROOT, 'dist', 'src', 'frontends', 'cli'), sourcefile: 'bundle-entry.js' },
   outfile: join(OUT, 'anydisk.cjs'),
-  format: 'cjs',
-  // import() becomes require() (the code-cache loader runs the bundle through vm.Script, where
-  // import() would need --experimental-vm-modules)
-  supported: { 'dynamic-import': false },
   // import.meta.url is this file's URL in the bundle (native.ts looks for the package root above it)
   banner: { js: 'const __anydiskMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
   define: { 'import.meta.url': '__anydiskMetaUrl' },
@@ -46,7 +45,7 @@ await esbuild.build({ ...common, entryPoints: [join(ROOT, 'dist', 'src', 'format
 // mount's daemon and waits for it loads a few KiB instead of the whole bundle; any other mount
 // (foreground, --help) runs the bundled CLI in the same process.
 await esbuild.build({
-  ...common,
+  ...cjs,
   stdin: {
     contents: [
       "import { runBackgroundMount, wantsBackgroundMount } from './launch.js';",
@@ -60,8 +59,6 @@ await esbuild.build({
     sourcefile: 'mount-entry.js',
   },
   outfile: join(OUT, 'mount.cjs'),
-  format: 'cjs',
-  supported: { 'dynamic-import': false },
 });
 
 const work = mkdtempSync(join(tmpdir(), 'anydisk-bundle-'));
