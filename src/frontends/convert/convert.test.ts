@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryDisk } from '../../../test/harness/memory-disk.js';
 import { patternBytes, run, tempDir } from '../../../test/harness/tools.js';
@@ -54,12 +54,15 @@ test('feed: with runs, consecutive non-zero granules come as one piece, split at
   assert.deepEqual(got, [[0, 3 * 65536], [4 * 65536, 65536], [MiB - 65536, 65536], [MiB, 3 * 65536]]);
 });
 
-test('convert: dense data in long runs (across qcow2 L2 tables, odd tail) stays identical for qemu-img', async () => {
+test('convert: dense data in long runs (across qcow2 L2 tables and vdi/vhd/vhdx blocks, holes inside blocks, odd tail) stays identical for qemu-img', async () => {
   const { dir, cleanup } = tempDir('convruns');
   try {
     const size = 6 * MiB + 3 * 4096 + 512; // a short last qcow2 cluster and vdi block
     const d = new MemoryDisk(size, { granule: 65536, data: patternBytes(size, 7) });
-    d.mark(3 * MiB, 2 * 65536, 'zero'); // one hole in the middle of the runs
+    d.mark(3 * MiB, 2 * 65536, 'zero'); // a hole at a block's start
+    d.mark(MiB, MiB, 'zero'); // a whole vdi block of zeros: never allocated
+    d.mark(4 * MiB + 4 * 65536, 65536, 'zero'); // a hole inside a block; the run after it crosses into the next
+    d.data.fill(0, 5 * MiB + 65536, 5 * MiB + 3 * 65536); // zeros the extents call data
     const flat = join(dir, 'flat.raw');
     await findOutput('raw')!.write(d, flat, ctx);
     assert.deepEqual(new Uint8Array(readFileSync(flat)), d.data);
@@ -67,12 +70,25 @@ test('convert: dense data in long runs (across qcow2 L2 tables, odd tail) stays 
       ['qcow2', 'qcow2', { cluster_size: '4096' }], // an L2 table covers 2 MiB: runs cross three
       ['qcow2', 'qcow2', {}],
       ['vdi', 'vdi', {}],
+      ['vpc', 'vpc', {}], // 2 MiB blocks, each after its sector bitmap
+      ['vhdx', 'vhdx', { block_size: '1M' }],
+      ['vhdx', 'vhdx', {}], // one 32 MiB block, longer than the disk
     ];
     for (const [i, [fmt, qemu, options]] of cases.entries()) {
       const out = join(dir, `out${i}.${fmt}`);
       await findOutput(fmt)!.write(d, out, { ...ctx, options });
       assert.match(run('qemu-img', ['compare', '-f', 'raw', '-F', qemu, flat, out]), /Images are identical/, `${fmt} ${JSON.stringify(options)}`);
-      assert.match(run('qemu-img', ['check', '-f', qemu, out]), /No errors were found/, `${fmt} ${JSON.stringify(options)}`);
+      if (fmt !== 'vpc') assert.match(run('qemu-img', ['check', '-f', qemu, out]), /No errors were found/, `${fmt} ${JSON.stringify(options)}`);
+      if (fmt === 'vdi') {
+        // 7 blocks, block 1 left out; the zero granules inside blocks are holes, not written.
+        const file = readFileSync(out);
+        assert.equal(file.readUInt32LE(388), 6, 'blocks allocated');
+        assert.equal(file.length, MiB + 6 * MiB);
+        let granules = 0;
+        for (let p = 0; p < size; p += 65536) if (!isAllZero(d.data.subarray(p, p + 65536))) granules++;
+        const used = statSync(out).blocks * 512;
+        assert.ok(used <= granules * 65536 + 65536, `allocated ${used}, data granules ${granules}`);
+      }
     }
   } finally {
     cleanup();

@@ -4,8 +4,8 @@
 // boundary in guest order. Header and map are written last, when the block count is known.
 import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
-import { feedRange } from '../feed.js';
 import { FileSink } from '../sink.js';
+import { feedBlocks } from './blocks-out.js';
 import { randomUuid, uuidToLittleEndianFields } from './ids.js';
 import type { WriteContext } from './types.js';
 
@@ -45,26 +45,14 @@ export async function writeVdiDynamic(disk: Disk, path: string, ctx: WriteContex
   const map = new Uint32Array(blocks).fill(FREE);
   const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
-    await sink.skipTo(offData);
     let allocated = 0;
-    await feedRange(disk, 0, disk.size, BLOCK, {
-      runs: true,
-      async put(offset, data) {
-        // A run of blocks: they land back to back, numbered in order.
-        const n = Math.ceil(data.length / BLOCK);
-        for (let k = 0; k < n; k++) map[offset / BLOCK + k] = allocated++;
-        await sink.appendSparse(data, true);
-        if (data.length < n * BLOCK) await sink.skipTo(sink.position + n * BLOCK - data.length);
-      },
-      written: () => sink.written(),
-    }, { progress: ctx.progress, depth: ctx.depth });
-    const end = sink.position;
+    const end = await feedBlocks(disk, sink, ctx, { blockSize: BLOCK, start: offData, allocate: (b) => void (map[b] = allocated++) });
     await sink.pwrite(vdiHeader({ type: 1, disk: size, blocks, allocated, offBlocks, offData }), 0);
     const mapBytes = new Uint8Array(blocks * 4);
     const mv = new DataView(mapBytes.buffer);
     for (let i = 0; i < blocks; i++) mv.setUint32(i * 4, map[i]!, true);
     await sink.pwrite(mapBytes, offBlocks);
-    await sink.commit(Math.max(end, offData));
+    await sink.commit(end);
   } catch (err) {
     await sink.abort();
     throw err;

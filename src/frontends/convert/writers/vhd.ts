@@ -5,7 +5,7 @@
 // size from current_size, so sizes that CHS cannot express survive; CHS is filled in as well.
 import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
-import { feedRange } from '../feed.js';
+import { feedBlocks } from './blocks-out.js';
 import { FileSink } from '../sink.js';
 import { randomUuid } from './ids.js';
 import type { WriteContext } from './types.js';
@@ -82,18 +82,13 @@ export async function writeVhdDynamic(disk: Disk, path: string, ctx: WriteContex
   const uuid = randomUuid();
   const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
-    await sink.skipTo(batOffset + batBytes);
-    const bitmap = new Uint8Array(BITMAP).fill(0xff);
-    await feedRange(disk, 0, disk.size, BLOCK, {
-      async put(offset, data) {
-        bat[offset / BLOCK] = sink.position / 512;
-        await sink.append(bitmap);
-        await sink.appendSparse(data);
-        if (data.length < BLOCK) await sink.skipTo(sink.position + BLOCK - data.length);
-      },
-    }, { progress: ctx.progress, depth: ctx.depth });
+    const end = await feedBlocks(disk, sink, ctx, {
+      blockSize: BLOCK,
+      start: batOffset + batBytes,
+      header: new Uint8Array(BITMAP).fill(0xff),
+      allocate: (b, at) => void (bat[b] = at / 512),
+    });
     const footer = vhdFooter(size, 3, 512n, uuid);
-    const end = sink.position;
     await sink.pwrite(footer, end);
     await sink.pwrite(footer, 0);
     const dh = new Uint8Array(1024);

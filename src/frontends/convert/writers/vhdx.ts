@@ -6,7 +6,7 @@
 // block_state_zero default) or NOT_PRESENT; sector bitmap entries stay NOT_PRESENT (no parent).
 import type { Disk } from '../../../core/disk.js';
 import { InvalidArgumentError } from '../../../core/errors.js';
-import { feedRange } from '../feed.js';
+import { feedBlocks } from './blocks-out.js';
 import { FileSink } from '../sink.js';
 import { randomUuid, uuidToLittleEndianFields } from './ids.js';
 import { parseBytes } from './qcow2.js';
@@ -147,17 +147,11 @@ export async function writeVhdx(disk: Disk, path: string, ctx: WriteContext): Pr
 
   const sink = await FileSink.create(path, { sync: ctx.sync });
   try {
-    await sink.skipTo(dataStart);
-    await feedRange(disk, 0, disk.size, blockSize, {
-      async put(offset, data) {
-        const block = offset / blockSize;
-        const at = sink.position;
-        bat[block + Math.floor(block / chunkRatio)] = PAYLOAD_FULLY_PRESENT | (BigInt(at / MiB) << 20n);
-        await sink.appendSparse(data);
-        if (data.length < blockSize) await sink.skipTo(at + blockSize);
-      },
-    }, { progress: ctx.progress, depth: ctx.depth });
-    const end = sink.position;
+    const end = await feedBlocks(disk, sink, ctx, {
+      blockSize,
+      start: dataStart,
+      allocate: (b, at) => void (bat[b + Math.floor(b / chunkRatio)] = PAYLOAD_FULLY_PRESENT | (BigInt(at / MiB) << 20n)),
+    });
 
     const ident = new Uint8Array(64 * 1024);
     ident.set(Buffer.from('vhdxfile', 'latin1'), 0);
@@ -175,7 +169,7 @@ export async function writeVhdx(disk: Disk, path: string, ctx: WriteContext): Pr
     const bv = new DataView(batBuf.buffer);
     for (let i = 0; i < batEntries; i++) if (bat[i]) bv.setBigUint64(i * 8, bat[i]!, true);
     await sink.pwrite(batBuf, BAT_OFFSET);
-    await sink.commit(Math.max(end, dataStart));
+    await sink.commit(end);
   } catch (err) {
     await sink.abort();
     throw err;
