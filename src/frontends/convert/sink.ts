@@ -118,7 +118,7 @@ export class FileSink {
   }
 
   /** Append, leaving all-zero 64 KiB pieces as holes (the append position moves past them). */
-  async appendSparse(data: Uint8Array, held = false): Promise<number> {
+  async appendSparse(data: Uint8Array): Promise<number> {
     const at = this.position;
     const G = 64 * 1024;
     // Runs of non-zero pieces go out with one append each.
@@ -128,8 +128,7 @@ export class FileSink {
       const zero = end || isAllZero(data.subarray(p, Math.min(data.length, p + G)));
       if (zero && run >= 0) {
         await this.skipTo(at + run);
-        if (held) await this.appendHeld(data.subarray(run, p));
-        else await this.append(data.subarray(run, p));
+        await this.append(data.subarray(run, p));
         run = -1;
       } else if (!zero && run < 0) run = p;
       if (end) break;
