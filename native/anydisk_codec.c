@@ -9,7 +9,8 @@
 // 2 raw deflate, first maxOutput bytes, logical size] per chunk, maxOutput, out, callback(err,
 // lengths: Float64Array (0 for failed chunks), codes: Int32Array, details: Float64Array [stored,
 // computed] per chunk, messages: string[] | undefined)); decodeChunksAt(fd, offset, length, ...the
-// same) reads its input itself; adler32(buf); dataRanges(fd, offset, length, max).
+// same) reads its input itself; adler32(buf); dataRanges(fd, offset, length, max); dropCache(fd,
+// offset, length).
 
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -19,6 +20,7 @@
 #include <zlib.h>
 #include <errno.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include "decode.h"
 
 /* result codes: decode.h's DEC_* (0 ok .. 5), and one of this module's own */
@@ -311,14 +313,32 @@ static napi_value js_data_ranges(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* dropCache(fd, offset, length): tell the kernel the file's pages in [offset, offset+length) will
+ * not be read again (POSIX_FADV_DONTNEED; only whole pages inside the range go). Returns 0 or the
+ * errno; a failure only means the pages stay cached. */
+static napi_value js_drop_cache(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], out;
+  int32_t fd;
+  double off, len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_double(env, argv[1], &off) != napi_ok || napi_get_value_double(env, argv[2], &len) != napi_ok || off < 0 || len < 0 ||
+      off + len > 9007199254740991.0)
+    return fail(env, "dropCache(fd, offset, length)");
+  int rc = posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+  napi_create_int32(env, rc, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"decodeChunks", NULL, js_decode, NULL, NULL, NULL, napi_enumerable, NULL},
     {"adler32", NULL, js_adler32, NULL, NULL, NULL, napi_enumerable, NULL},
     {"decodeChunksAt", NULL, js_decode_at, NULL, NULL, NULL, napi_enumerable, NULL},
     {"dataRanges", NULL, js_data_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"dropCache", NULL, js_drop_cache, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, 4, props);
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
 }
 

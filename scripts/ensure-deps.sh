@@ -25,6 +25,7 @@ if [ "${1:-}" = "--test" ]; then
     "nbdinfo:libnbd-bin"
     "nbdkit:nbdkit"
     "fio:fio"
+    "fincore:util-linux-extra"
     "sfdisk:fdisk"
     "/usr/lib/x86_64-linux-gnu/qemu/block-curl.so:qemu-block-extra"
   )

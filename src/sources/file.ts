@@ -2,10 +2,22 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants, fstatSync } from 'node:fs';
 import { fromSystemError, ReadOnlyError } from '../core/errors.js';
+import { DropBehind } from './drop-behind.js';
 import type { ByteSource } from './source.js';
+
+let streaming = false;
+
+/**
+ * Process-wide: files opened read-only from now on are read once, front to back (convert, compare,
+ * verify), so what has been read is dropped from the page cache behind the reader (drop-behind.ts).
+ */
+export function setStreamingReads(on: boolean): void {
+  streaming = on;
+}
 
 export class FileSource implements ByteSource {
   private closed = false;
+  private dropBehind: DropBehind | undefined;
   private constructor(
     readonly name: string,
     private readonly fh: FileHandle,
@@ -35,7 +47,9 @@ export class FileSource implements ByteSource {
     // dev, inode and size: stable across mounts and across writes through the image itself, so views
     // keep their UUIDs; overlays bind to content fingerprints instead (layers/overlay.ts).
     const ident = `file:${st.dev}:${st.ino}:${size}`;
-    return new FileSource(path, fh, size, !!opts.writable, ident);
+    const source = new FileSource(path, fh, size, !!opts.writable, ident);
+    if (streaming && !opts.writable && st.isFile()) source.dropBehind = DropBehind.for(fh.fd);
+    return source;
   }
 
   async read(dst: Uint8Array, offset: number): Promise<number> {
@@ -50,6 +64,7 @@ export class FileSource implements ByteSource {
       if (n === 0) break;
       done += n;
     }
+    this.dropBehind?.record(offset, done);
     return done;
   }
 
@@ -92,6 +107,7 @@ export class FileSource implements ByteSource {
 
   fileRuns(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined {
     if (this.writable || this.closed || offset < 0 || offset + length > this.size) return undefined;
+    this.dropBehind?.record(offset, length);
     return [{ fd: this.fh.fd, fileOffset: offset, length }];
   }
 

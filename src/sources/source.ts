@@ -21,6 +21,7 @@ export interface ByteSource {
   /**
    * Optional, for sources backed by local files opened read-only: where [offset, offset+length)
    * lives, as (fd, file offset, length) runs in order. Undefined when the bytes are not in files.
+   * Asked right before those bytes are read (a streaming FileSource counts them as read).
    */
   fileRuns?(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined;
 }

@@ -2,7 +2,7 @@
 // `anydisk map` and `anydisk compare` against qemu-img map / compare.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -207,6 +207,46 @@ test('compare: messages and exit codes match qemu-img compare', async () => {
       assert.equal(ours.status, theirs.status, `exit status for ${c.join(' ')}`);
       if (theirs.status !== 2) assert.equal(ours.stdout, theirs.stdout, `output for ${c.join(' ')}`);
     }
+  } finally {
+    cleanup();
+  }
+});
+
+test('convert/compare -T: none (default) leaves the input out of the page cache, writeback keeps it', async () => {
+  const { dir, cleanup } = tempDir('srccache');
+  try {
+    const input = join(dir, 'in.raw');
+    const size = 96 * MiB;
+    writeFileSync(input, patternBytes(size, 11));
+    const fd = openSync(input, 'r');
+    try {
+      fsyncSync(fd); // clean pages: only clean pages can leave the cache
+    } finally {
+      closeSync(fd);
+    }
+    const cached = () => Number(run('fincore', ['--bytes', '--noheadings', '--output', 'RES', input]).trim());
+    const read = () => readFileSync(input).length; // everything cached before each run
+    const out = join(dir, 'out.qcow2');
+    read();
+    assert.ok(cached() >= size - MiB, `cached before: ${cached()}`);
+    assert.equal(anydisk(['convert', '-O', 'qcow2', input, out]).status, 0);
+    const after = cached();
+    // what is left: the 16 MiB lag behind the reader, a step, the kernel's read-ahead
+    assert.ok(after <= 40 * MiB, `-T none: ${after} bytes of ${size} still cached`);
+    read();
+    const kept = join(dir, 'kept.qcow2');
+    assert.equal(anydisk(['convert', '-T', 'writeback', '-O', 'qcow2', input, kept]).status, 0);
+    assert.ok(cached() >= size - MiB, `-T writeback: ${cached()} bytes cached`);
+    assert.match(run('qemu-img', ['compare', '-f', 'raw', input, out]), /Images are identical/);
+    assert.match(run('qemu-img', ['compare', '-f', 'raw', input, kept]), /Images are identical/);
+    read();
+    const cmp = anydisk(['compare', input, out]);
+    assert.equal(cmp.status, 0, cmp.stderr);
+    assert.ok(cached() <= 40 * MiB, `compare: ${cached()} bytes still cached`);
+    const bad = anydisk(['convert', '-T', 'directsync', '-O', 'raw', input, join(dir, 'x')]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /-T must be none or writeback/);
+    assert.equal(anydisk(['compare', '-T', 'bogus', input, out]).status, 2);
   } finally {
     cleanup();
   }

@@ -47,3 +47,13 @@ export { parseSize } from '../../core/size.js';
 export function collect(value: string, prev: string[] = []): string[] {
   return [...prev, value];
 }
+
+export const SOURCE_CACHE_HELP =
+  "input cache mode: none (what has been read leaves the page cache behind the reader) or writeback (it stays, qemu-img's default)";
+
+/** -T: convert and compare read their inputs once, front to back; by default they do not keep them cached. */
+export async function applySourceCache(mode: string): Promise<void> {
+  if (mode !== 'none' && mode !== 'writeback') throw new UsageError(`-T must be none or writeback, not '${mode}'`);
+  const { setStreamingReads } = await import('../../sources/file.js');
+  setStreamingReads(mode === 'none');
+}

@@ -1,8 +1,8 @@
-// `anydisk compare [-f FMT] [-F FMT] [-s] [-q] [-p] A B`: qemu-img compare semantics and messages.
+// `anydisk compare [-f FMT] [-F FMT] [-s] [-q] [-p] [-T MODE] A B`: qemu-img compare semantics and messages.
 // Exit 0 identical, 1 different, 2 error. The work is in convert/compare.ts (loaded on use).
 import type { Command } from '@commander-js/extra-typings';
 import type { FormatImage } from '../../formats/types.js';
-import { reportError } from './common.js';
+import { applySourceCache, reportError, SOURCE_CACHE_HELP } from './common.js';
 
 export function register(program: Command): void {
   program
@@ -15,6 +15,7 @@ export function register(program: Command): void {
     .option('-s, --strict', 'fail on different sizes and on different allocation')
     .option('-q, --quiet', 'print nothing, only set the exit code')
     .option('-p, --progress', 'show a progress bar on a terminal')
+    .option('-T, --source-cache <mode>', SOURCE_CACHE_HELP, 'none')
     .action(async (pa, pb, opts) => {
       const say = (msg: string) => {
         if (!opts.quiet) process.stdout.write(`${msg}\n`);
@@ -22,6 +23,7 @@ export function register(program: Command): void {
       let a: FormatImage | undefined;
       let b: FormatImage | undefined;
       try {
+        await applySourceCache(opts.sourceCache);
         const { openImage } = await import('../../formats/registry.js');
         const { compareDisks } = await import('../convert/compare.js');
         const { startProgress } = await import('../convert/progress.js');

@@ -1,11 +1,11 @@
-// `anydisk convert [-p] [-c] [-f FMT] -O FMT [-o opts] IN... OUT`: write any input as raw, qcow2,
-// vdi, vpc (vhd), vmdk or vhdx. Sparse: unallocated and zero ranges and all-zero blocks are not
-// written. The output appears under its name only when complete. The input is composed like
-// mount's (frontends/input.ts): several names are one image (split pieces, segments) unless
-// --morph combine concatenates separate images as qemu-img convert does.
+// `anydisk convert [-p] [-c] [-t CACHE] [-T SRC_CACHE] [-f FMT] -O FMT [-o opts] IN... OUT`: write
+// any input as raw, qcow2, vdi, vpc (vhd), vmdk or vhdx. Sparse: unallocated and zero ranges and
+// all-zero blocks are not written. The output appears under its name only when complete. The
+// input is composed like mount's (frontends/input.ts): several names are one image (split pieces,
+// segments) unless --morph combine concatenates separate images as qemu-img convert does.
 import type { Command } from '@commander-js/extra-typings';
 import { resolve } from 'node:path';
-import { collect, parseKeyValues, UsageError } from './common.js';
+import { applySourceCache, collect, parseKeyValues, SOURCE_CACHE_HELP, UsageError } from './common.js';
 
 const FORMATS = 'raw, qcow2, vdi, vpc (vhd), vmdk, vhdx';
 
@@ -27,6 +27,7 @@ export function register(program: Command): void {
     .option('-p, --progress', 'show a progress bar on a terminal')
     .option('-m, --parallel <n>', 'reads in flight (2 MiB each)', '4')
     .option('-t, --cache <mode>', 'output cache mode: writeback (fdatasync before the rename) or unsafe (no fdatasync, qemu-img convert\'s default)', 'writeback')
+    .option('-T, --source-cache <mode>', SOURCE_CACHE_HELP, 'none')
     .action(async (files, opts) => {
       if (files.length < 2) throw new UsageError('convert needs at least one input and an output');
       const out = files[files.length - 1]!;
@@ -44,6 +45,7 @@ export function register(program: Command): void {
       const depth = Number(opts.parallel);
       if (!Number.isInteger(depth) || depth < 1 || depth > 64) throw new UsageError(`-m must be 1..64, not '${opts.parallel}'`);
       if (opts.cache !== 'writeback' && opts.cache !== 'unsafe') throw new UsageError(`-t must be writeback or unsafe, not '${opts.cache}'`);
+      await applySourceCache(opts.sourceCache);
       if (inputs.some((i) => resolve(i) === resolve(out))) throw new UsageError('the output cannot be one of the inputs');
 
       const { openInput } = await import('../input.js');
