@@ -109,7 +109,7 @@ test('verify: a wrong stored hash is a mismatch (exit 1)', async () => {
   }
 });
 
-test('verify: no stored hash prints the computed ones and exits 0; unopenable input exits 2', () => {
+test('verify: no stored hash prints the computed ones and exits 0; unopenable input and a bad -T exit 2', () => {
   const raw = verifyJson(join(FOREIGN, 'dfvfs', 'ext2.splitraw.000'), join(FOREIGN, 'dfvfs', 'ext2.splitraw.001'));
   assert.equal(raw.status, 0);
   assert.equal(raw.report.note, 'no stored hash');
@@ -119,6 +119,11 @@ test('verify: no stored hash prints the computed ones and exits 0; unopenable in
   const e01 = verifyJson(join(FOREIGN, 'dfvfs', 'ext2.E01'));
   assert.equal(e01.status, 0);
   assert.equal(e01.report.result, 'match');
+  // -T: none (default) drops what was read from the page cache, writeback keeps it; same result
+  assert.equal(verifyJson('-T', 'writeback', join(FOREIGN, 'dfvfs', 'ext2.E01')).report.result, 'match');
+  const bad = anydisk(['verify', '-T', 'bogus', join(FOREIGN, 'dfvfs', 'ext2.E01')]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /-T must be none or writeback/);
   const missing = verifyJson('/nonexistent/image.E01');
   assert.equal(missing.status, 2);
   assert.equal(missing.report.result, 'error');

@@ -18,7 +18,7 @@ import type { Disk } from '../../core/disk.js';
 import { humanSize } from '../../core/bytes.js';
 import { openImage } from '../../formats/registry.js';
 import type { FormatImage, StoredHash } from '../../formats/types.js';
-import { collect, isDebug, parseKeyValues } from './common.js';
+import { applySourceCache, collect, isDebug, parseKeyValues, SOURCE_CACHE_HELP } from './common.js';
 
 const BLOCK = 1024 * 1024;
 const PIECE = 32 * 1024;
@@ -304,7 +304,9 @@ export function register(program: Command): void {
     .option('-p, --progress', 'show a progress bar (on a terminal)')
     .option('--output <fmt>', 'human or json', 'human')
     .option('--inopts <opts>', 'format options key=value,...', collect, [] as string[])
+    .option('-T, --source-cache <mode>', SOURCE_CACHE_HELP, 'none')
     .action(async (images, opts) => {
+      await applySourceCache(opts.sourceCache);
       const r = await verifyImage(images, { format: opts.format, options: parseKeyValues(opts.inopts), progress: !!opts.progress });
       if (opts.output === 'json') process.stdout.write(JSON.stringify(r, null, 2) + '\n');
       else process.stdout.write(formatReport(r));
