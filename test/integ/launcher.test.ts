@@ -74,6 +74,28 @@ test('launcher: finds anydisk.mjs when run by path, through a symlink, and as `s
   }
 });
 
+test('launcher: serve and mount get glibc malloc settings for large buffers (kept when set), other commands not', async () => {
+  const t = tempDir('launcher-malloc');
+  try {
+    const printenv = join(t.dir, 'printenv.sh');
+    writeFileSync(printenv, '#!/bin/sh\nenv\n', { mode: 0o755 });
+    const base: NodeJS.ProcessEnv = { ...process.env, ANYDISK_NODE: printenv };
+    delete base.MALLOC_ARENA_MAX;
+    delete base.MALLOC_MMAP_THRESHOLD_;
+    const envOf = (args: string[], env: NodeJS.ProcessEnv) =>
+      new Promise<string>((resolve, reject) => execFile(ANYDISK, args, { env }, (err, out) => (err ? reject(err) : resolve(out))));
+    for (const cmd of ['serve', 'mount']) {
+      const out = await envOf([cmd, 'x'], base);
+      assert.match(out, /^MALLOC_MMAP_THRESHOLD_=2162688$/m, cmd);
+      assert.match(out, /^MALLOC_ARENA_MAX=2$/m, cmd);
+    }
+    assert.match(await envOf(['serve', 'x'], { ...base, MALLOC_MMAP_THRESHOLD_: '65536' }), /^MALLOC_MMAP_THRESHOLD_=65536$/m);
+    assert.doesNotMatch(await envOf(['convert', 'x'], base), /^MALLOC_MMAP_THRESHOLD_=/m);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('bundle loader: the code cache serves its own bundle only; a stale or damaged cache is ignored', async (t) => {
   const bundle = join(ROOT, 'dist', 'bundle');
   if (!existsSync(join(bundle, 'anydisk.cjs'))) {
