@@ -2,13 +2,16 @@
 // 1 MiB. The TypeScript side stays the one owner of formats and layout: it hands this addon the
 // list of files of a mount and, per file, the byte ranges that are plain ("segments": a range of
 // an open file descriptor, zeros, or fixed bytes). Reads that fall entirely inside segments are
-// answered here, on the FUSE worker thread, without a round trip through JavaScript. Every other
-// request (reads elsewhere, writes, flush, fsync, truncate) goes to one JavaScript callback
-// through a thread-safe function and is answered later with reply().
+// answered here, on the FUSE worker thread, without a round trip through JavaScript. Writable
+// files may have write segments: ranges of a writable image whose data sits at a fixed place of a
+// file (allocated clusters), where a write is a pwrite and nothing else; writes that fall
+// entirely inside them are done here too, and a flush or fsync first fdatasyncs what they wrote.
+// Every other request (reads and writes elsewhere, flush, fsync, truncate) goes to one JavaScript
+// callback through a thread-safe function and is answered later with reply().
 //
 // Exports: mount(options, callback) -> handle, reply(request, result), setSize(handle, index,
-// size), addSegments(handle, index, table, data), addTrip(handle, index, offset), stats(handle),
-// unmount(handle).
+// size), addSegments(handle, index, table, data), addTrip(handle, index, offset),
+// addWriteSegments(handle, index, table), syncWrites(handle), stats(handle), unmount(handle).
 
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
@@ -42,6 +45,16 @@ typedef struct {
   int codec;
 } seg_t;
 
+/* A range of a writable file whose bytes live at [fdoff, fdoff+len) of fd: written in place. */
+typedef struct {
+  uint64_t start, len;
+  int fd;
+  uint64_t fdoff;
+} wseg_t;
+
+/* Distinct descriptors a file's write segments may use (more are refused: JavaScript writes). */
+#define WFDS_MAX 8
+
 /* Limits of what JavaScript may hand over as coded segments (larger units stay with read()). */
 #define CODED_UNIT_MAX (4u << 20)
 #define CODED_STORED_MAX (CODED_UNIT_MAX + (64u << 10))
@@ -63,6 +76,13 @@ typedef struct {
   uint64_t *trips;
   size_t tripcap;
   atomic_size_t ntrips;
+  /* write segments (sorted, disjoint; guarded by the mount's wlock) and the descriptors they
+   * write to; wdirty: written here since the last fdatasync of those */
+  wseg_t *wsegs;
+  size_t nwsegs, wcap;
+  int wfds[WFDS_MAX];
+  int nwfds;
+  atomic_int wdirty;
 } file_t;
 
 /* A read answered by JavaScript, waiting for the reply thread to hand it to the kernel. */
@@ -80,6 +100,9 @@ typedef struct mount_s {
   file_t *files;
   int nfiles;
   pthread_rwlock_t lock; /* guards sizes and segments */
+  /* guards write segments; a native write holds it (shared) across its pwrite; changes to the
+   * list take it exclusively (writers preferred, so a stream of writes cannot starve them) */
+  pthread_rwlock_t wlock;
   pthread_mutex_t trip_lock;
   napi_threadsafe_function tsfn;
   pthread_t thread;
@@ -96,6 +119,7 @@ typedef struct mount_s {
   atomic_int closing;
   atomic_long outstanding;
   atomic_ullong native_reads, native_bytes, js_reads, js_bytes, decoded_units, decode_fallbacks;
+  atomic_ullong native_writes, native_wbytes, js_writes, native_syncs;
   int loop_rc;
   /* reply thread: the copy of a read's bytes into the kernel happens here, not on the JS thread */
   pthread_t replier;
@@ -263,12 +287,17 @@ static void *replier_main(void *arg) {
 
 /* ---- segments: reads answered without JavaScript ---- */
 
-/* Index of the last segment whose start <= off, or -1. Caller holds the lock. */
-static long seg_find(file_t *f, uint64_t off) {
-  long lo = 0, hi = (long)f->nsegs - 1, ans = -1;
+/* Segment arrays (seg_t, wseg_t) start with `uint64_t start, len`: these helpers serve both. */
+static uint64_t start_at(const void *arr, size_t size, size_t i) {
+  return *(const uint64_t *)((const char *)arr + i * size);
+}
+
+/* Index of the last of the n sorted elements whose start <= off, or -1. */
+static long find_start(const void *arr, size_t n, size_t size, uint64_t off) {
+  long lo = 0, hi = (long)n - 1, ans = -1;
   while (lo <= hi) {
     long mid = (lo + hi) / 2;
-    if (f->segs[mid].start <= off) {
+    if (start_at(arr, size, (size_t)mid) <= off) {
       ans = mid;
       lo = mid + 1;
     } else {
@@ -276,6 +305,34 @@ static long seg_find(file_t *f, uint64_t off) {
     }
   }
   return ans;
+}
+
+/* Whether [start, start+len) overlaps one of the n sorted, disjoint elements of arr, or the
+ * element `last` (the previous one kept of a sorted batch; NULL for none). */
+static int overlaps(const void *arr, size_t n, size_t size, const void *last, uint64_t start, uint64_t len) {
+  long at = find_start(arr, n, size, start);
+  const uint64_t *e = at >= 0 ? (const uint64_t *)((const char *)arr + (size_t)at * size) : NULL;
+  if (e && e[0] + e[1] > start) return 1;
+  if (at + 1 < (long)n && start_at(arr, size, (size_t)at + 1) < start + len) return 1;
+  const uint64_t *l = last;
+  return l && l[0] + l[1] > start;
+}
+
+/* Merge the k sorted elements of add into the n sorted elements of arr (room for n + k), from the
+ * back, in place: O(n + k); elements added after all others only append. */
+static void merge_back(void *arr, size_t n, const void *add, size_t k, size_t size) {
+  char *a = arr;
+  const char *b = add;
+  size_t w = n + k;
+  while (k > 0) {
+    if (n > 0 && start_at(a, size, n - 1) > start_at(b, size, k - 1)) memcpy(a + --w * size, a + --n * size, size);
+    else memcpy(a + --w * size, b + --k * size, size);
+  }
+}
+
+/* Index of the last segment whose start <= off, or -1. Caller holds the lock. */
+static long seg_find(file_t *f, uint64_t off) {
+  return find_start(f->segs, f->nsegs, sizeof(seg_t), off);
 }
 
 static __thread uint8_t *tbuf; /* a read's reply */
@@ -499,6 +556,82 @@ miss:
   return 0;
 }
 
+/* ---- write segments: writes done without JavaScript ---- */
+
+/* Index of the last write segment whose start <= off, or -1. Caller holds wlock. */
+static long wseg_find(file_t *f, uint64_t off) {
+  return find_start(f->wsegs, f->nwsegs, sizeof(wseg_t), off);
+}
+
+static int pwrite_full(int fd, const uint8_t *src, size_t n, uint64_t off) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t put = pwrite(fd, src + done, n - done, (off_t)(off + done));
+    if (put < 0 && errno == EINTR) continue;
+    if (put < 0) return -errno;
+    if (put == 0) return -EIO;
+    done += (size_t)put;
+  }
+  return 0;
+}
+
+/* 1: answered; 0: not wholly inside write segments (JavaScript writes). */
+static int try_native_write(mount_t *m, file_t *f, fuse_req_t req, const uint8_t *buf, uint64_t off, size_t len) {
+  pthread_rwlock_rdlock(&m->wlock);
+  long i = wseg_find(f, off);
+  if (i < 0) goto miss;
+  uint64_t pos = off, end = off + len;
+  for (long k = i; pos < end; k++) {
+    if (k >= (long)f->nwsegs) goto miss;
+    wseg_t *s = &f->wsegs[k];
+    if (s->start > pos || s->start + s->len <= pos) goto miss;
+    pos = s->start + s->len;
+  }
+  pos = off;
+  for (long k = i; pos < end; k++) {
+    wseg_t *s = &f->wsegs[k];
+    size_t n = (size_t)((s->start + s->len < end ? s->start + s->len : end) - pos);
+    int rc = pwrite_full(s->fd, buf + (pos - off), n, s->fdoff + (pos - s->start));
+    if (rc < 0) {
+      /* part of it may have landed: dirty either way */
+      atomic_store(&f->wdirty, 1);
+      pthread_rwlock_unlock(&m->wlock);
+      fuse_reply_err(req, -rc);
+      return 1;
+    }
+    pos += n;
+  }
+  /* before the reply: a flush that follows it must see the write */
+  atomic_store(&f->wdirty, 1);
+  pthread_rwlock_unlock(&m->wlock);
+  atomic_fetch_add(&m->native_writes, 1);
+  atomic_fetch_add(&m->native_wbytes, len);
+  fuse_reply_write(req, len);
+  return 1;
+miss:
+  pthread_rwlock_unlock(&m->wlock);
+  return 0;
+}
+
+/* fdatasync what native writes put into f's files since the last time; 0 or a negative errno. */
+static int sync_native_writes(mount_t *m, file_t *f) {
+  if (!atomic_exchange(&f->wdirty, 0)) return 0;
+  int fds[WFDS_MAX], n;
+  pthread_rwlock_rdlock(&m->wlock);
+  n = f->nwfds;
+  memcpy(fds, f->wfds, sizeof fds);
+  pthread_rwlock_unlock(&m->wlock);
+  for (int i = 0; i < n; i++) {
+    if (fdatasync(fds[i]) != 0) {
+      int e = errno;
+      atomic_store(&f->wdirty, 1);
+      return -e;
+    }
+  }
+  atomic_fetch_add(&m->native_syncs, 1);
+  return 0;
+}
+
 /* ---- the FUSE operations ---- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
@@ -640,6 +773,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     }
     if ((uint64_t)off + size > fsize) n = (size_t)(fsize - (uint64_t)off);
   }
+  if (n && f->nwsegs && try_native_write(m, f, req, (const uint8_t *)buf, (uint64_t)off, n)) return;
+  atomic_fetch_add(&m->js_writes, 1);
   to_js(m, req, OP_WRITE, (int)(ino - 2), (uint64_t)off, n, buf);
 }
 
@@ -652,6 +787,12 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
     fuse_reply_err(req, 0);
     return;
   }
+  /* the data of native writes first, then JavaScript's flush orders the metadata after it */
+  int rc = sync_native_writes(m, f);
+  if (rc < 0) {
+    fuse_reply_err(req, -rc);
+    return;
+  }
   to_js(m, req, OP_FLUSH, (int)(ino - 2), 0, 0, NULL);
 }
 
@@ -662,6 +803,11 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
   file_t *f = file_of(m, ino);
   if (!f) {
     fuse_reply_err(req, ENOENT);
+    return;
+  }
+  int rc = sync_native_writes(m, f);
+  if (rc < 0) {
+    fuse_reply_err(req, -rc);
     return;
   }
   to_js(m, req, OP_FSYNC, (int)(ino - 2), 0, 0, NULL);
@@ -843,6 +989,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   mount_t *m = calloc(1, sizeof *m);
   if (!m) return throw_msg(env, "out of memory");
   pthread_rwlock_init(&m->lock, NULL);
+  pthread_rwlockattr_t wa;
+  pthread_rwlockattr_init(&wa);
+  pthread_rwlockattr_setkind_np(&wa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&m->wlock, &wa);
+  pthread_rwlockattr_destroy(&wa);
   pthread_mutex_init(&m->trip_lock, NULL);
   pthread_mutex_init(&m->qlock, NULL);
   pthread_cond_init(&m->qcond, NULL);
@@ -1017,9 +1168,10 @@ static napi_value js_set_size(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static int seg_cmp(const void *a, const void *b) {
-  const seg_t *x = a, *y = b;
-  return x->start < y->start ? -1 : x->start > y->start;
+/* qsort order of segment arrays (both kinds): by start */
+static int start_cmp(const void *a, const void *b) {
+  uint64_t x = start_at(a, 0, 0), y = start_at(b, 0, 0);
+  return x < y ? -1 : x > y;
 }
 
 /* addSegments(handle, index, table: Float64Array, data: Array<Uint8Array | undefined>): per segment
@@ -1088,7 +1240,7 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
     }
     add[k++] = s;
   }
-  qsort(add, k, sizeof(seg_t), seg_cmp);
+  qsort(add, k, sizeof(seg_t), start_cmp);
   pthread_rwlock_wrlock(&m->lock);
   file_t *f = &m->files[idx];
   int reset = 0;
@@ -1108,27 +1260,17 @@ static napi_value js_add_segments(napi_env env, napi_callback_info info) {
     return throw_msg(env, "out of memory");
   }
   /* drop new segments that overlap a kept one (a binary search each) or each other, then merge the
-   * two sorted lists from the back, in place: O(k log n + n); a window added after all others only
-   * appends */
+   * two sorted lists: O(k log n + n) */
   size_t keep = 0;
   for (uint32_t i = 0; i < k; i++) {
     seg_t *s = &add[i];
-    long at = seg_find(f, s->start);
-    int overlap = 0;
-    if (at >= 0 && f->segs[at].start + f->segs[at].len > s->start) overlap = 1;
-    if (at + 1 < (long)f->nsegs && f->segs[at + 1].start < s->start + s->len) overlap = 1;
-    if (keep > 0 && add[keep - 1].start + add[keep - 1].len > s->start) overlap = 1;
-    if (overlap) {
+    if (overlaps(f->segs, f->nsegs, sizeof(seg_t), keep ? &add[keep - 1] : NULL, s->start, s->len)) {
       free(s->bytes);
       continue;
     }
     add[keep++] = *s;
   }
-  size_t w = f->nsegs + keep, a = f->nsegs, b = keep;
-  while (b > 0) {
-    if (a > 0 && f->segs[a - 1].start > add[b - 1].start) f->segs[--w] = f->segs[--a];
-    else f->segs[--w] = add[--b];
-  }
+  merge_back(f->segs, f->nsegs, add, keep, sizeof(seg_t));
   f->nsegs += keep;
   pthread_rwlock_unlock(&m->lock);
   free(add);
@@ -1163,6 +1305,84 @@ static napi_value js_add_trip(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* addWriteSegments(handle, index, table: Float64Array [start, length, fd, fdOffset] per segment):
+ * ranges of a writable file that a write may go to in place, for as long as the mount lasts (only
+ * ranges whose place cannot move while mounted: JavaScript never discards or truncates them). New
+ * segments that overlap known ones are ignored. Returns true when the file's segments were
+ * dropped first (more than maxSegments). */
+static napi_value js_add_write_segments(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t idx;
+  mount_t *m = mount_args(env, info, 3, argv, &idx, "addWriteSegments(handle, index, table)");
+  if (!m) return NULL;
+  napi_typedarray_type t;
+  size_t tlen, boff;
+  void *tp;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[2], &t, &tlen, &tp, &ab, &boff) != napi_ok || t != napi_float64_array || tlen % 4)
+    return throw_msg(env, "addWriteSegments: table must be a Float64Array of 4 numbers per segment");
+  const double *tab = tp;
+  size_t n = tlen / 4;
+  file_t *f = &m->files[idx];
+  if (n == 0 || f->readonly) return NULL;
+  wseg_t *add = calloc(n, sizeof(wseg_t));
+  if (!add) return throw_msg(env, "out of memory");
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double *v = tab + i * 4;
+    if (!(v[0] >= 0 && v[1] > 0 && v[0] + v[1] <= 9007199254740991.0 && v[2] >= 0 && v[2] < 2147483647.0 && v[3] >= 0 && v[3] + v[1] <= 9007199254740991.0)) continue;
+    add[k++] = (wseg_t){(uint64_t)v[0], (uint64_t)v[1], (int)v[2], (uint64_t)v[3]};
+  }
+  qsort(add, k, sizeof(wseg_t), start_cmp);
+  pthread_rwlock_wrlock(&m->wlock);
+  int reset = 0;
+  if (f->nwsegs + k > m->max_segs) {
+    f->nwsegs = 0;
+    reset = 1;
+  }
+  void *segs = f->wsegs;
+  if (reserve(&segs, &f->wcap, f->nwsegs + k, sizeof(wseg_t), 16)) {
+    pthread_rwlock_unlock(&m->wlock);
+    free(add);
+    return throw_msg(env, "out of memory");
+  }
+  f->wsegs = segs;
+  size_t keep = 0;
+  for (size_t i = 0; i < k; i++) {
+    wseg_t *s = &add[i];
+    int drop = overlaps(f->wsegs, f->nwsegs, sizeof(wseg_t), keep ? &add[keep - 1] : NULL, s->start, s->len);
+    int known = 0;
+    for (int j = 0; j < f->nwfds; j++) known |= f->wfds[j] == s->fd;
+    if (!known && !drop) {
+      if (f->nwfds == WFDS_MAX) drop = 1;
+      else f->wfds[f->nwfds++] = s->fd;
+    }
+    if (!drop) add[keep++] = *s;
+  }
+  merge_back(f->wsegs, f->nwsegs, add, keep, sizeof(wseg_t));
+  f->nwsegs += keep;
+  pthread_rwlock_unlock(&m->wlock);
+  free(add);
+  napi_value out;
+  napi_get_boolean(env, reset, &out);
+  return out;
+}
+
+/* syncWrites(handle): fdatasync what native writes wrote since the last flush, for every file;
+ * 0 or the first errno. Blocks: for the end of a mount, after the last request. */
+static napi_value js_sync_writes(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  mount_t *m = mount_args(env, info, 1, argv, NULL, "syncWrites(handle)");
+  if (!m) return NULL;
+  int err = 0;
+  for (int i = 0; i < m->nfiles; i++) {
+    int rc = sync_native_writes(m, &m->files[i]);
+    if (rc < 0 && !err) err = -rc;
+  }
+  napi_create_int32(env, err, &out);
+  return out;
+}
+
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1], out, v;
   mount_t *m = mount_args(env, info, 1, argv, NULL, "stats(handle)");
@@ -1178,11 +1398,19 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   PUT("outstanding", atomic_load(&m->outstanding));
   PUT("decodedUnits", atomic_load(&m->decoded_units));
   PUT("decodeFallbacks", atomic_load(&m->decode_fallbacks));
-  size_t segs = 0;
+  PUT("nativeWrites", atomic_load(&m->native_writes));
+  PUT("nativeWriteBytes", atomic_load(&m->native_wbytes));
+  PUT("jsWrites", atomic_load(&m->js_writes));
+  PUT("nativeSyncs", atomic_load(&m->native_syncs));
+  size_t segs = 0, wsegs = 0;
   pthread_rwlock_rdlock(&m->lock);
   for (int i = 0; i < m->nfiles; i++) segs += m->files[i].nsegs;
   pthread_rwlock_unlock(&m->lock);
+  pthread_rwlock_rdlock(&m->wlock);
+  for (int i = 0; i < m->nfiles; i++) wsegs += m->files[i].nwsegs;
+  pthread_rwlock_unlock(&m->wlock);
   PUT("segments", segs);
+  PUT("writeSegments", wsegs);
 #undef PUT
   return out;
 }
@@ -1215,6 +1443,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"setSize", NULL, js_set_size, NULL, NULL, NULL, napi_enumerable, NULL},
     {"addSegments", NULL, js_add_segments, NULL, NULL, NULL, napi_enumerable, NULL},
     {"addTrip", NULL, js_add_trip, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"addWriteSegments", NULL, js_add_write_segments, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"syncWrites", NULL, js_sync_writes, NULL, NULL, NULL, napi_enumerable, NULL},
     {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
     {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -73,6 +73,22 @@ export interface Disk {
    * Cheap: implementations may answer [] for ranges too large to map from metadata already held.
    */
   directMap?(offset: number, length: number): Promise<DirectPiece[]>;
+  /**
+   * Optional, for writable disks: the pieces of [offset, offset+length) whose bytes sit at a fixed
+   * place of a file opened for writing, where writing them is a pwrite and nothing else (no
+   * allocation, no copy on write, no metadata), sorted and disjoint. A piece stays true until the
+   * disk is closed or truncated: the disk never moves data it has placed while it is open.
+   * Whoever writes there itself must fdatasync the descriptors before calling flush().
+   */
+  directWriteMap?(offset: number, length: number): Promise<DirectWritePiece[]>;
+}
+
+/** A range of a writable disk stored at [fileOffset, fileOffset+length) of fd. */
+export interface DirectWritePiece {
+  offset: number;
+  length: number;
+  fd: number;
+  fileOffset: number;
 }
 
 /** Append a piece, merging it with the previous one when they continue each other (encoded pieces never merge). */

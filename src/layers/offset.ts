@@ -1,7 +1,7 @@
 // A window onto another disk: bytes [offset, offset+size) of the inner disk, as xmount's
 // --offset/--sizelimit and as a partition. Every Disk operation is forwarded with the shift.
 
-import { checkRange, type DirectPiece, type Disk, type Extent } from '../core/disk.js';
+import { checkRange, type DirectPiece, type DirectWritePiece, type Disk, type Extent } from '../core/disk.js';
 import { OutOfRangeError } from '../core/errors.js';
 import { shiftExtents } from '../core/extents.js';
 
@@ -51,6 +51,12 @@ export class OffsetLayer implements Disk {
     checkRange(this, offset, length);
     if (!this.inner.directMap || !this.readOnly) return [];
     const inner = await this.inner.directMap(offset + this.offset, length);
+    return inner.map((p) => ({ ...p, offset: p.offset - this.offset }));
+  }
+  async directWriteMap(offset: number, length: number): Promise<DirectWritePiece[]> {
+    checkRange(this, offset, length);
+    if (!this.inner.directWriteMap || this.readOnly) return [];
+    const inner = await this.inner.directWriteMap(offset + this.offset, length);
     return inner.map((p) => ({ ...p, offset: p.offset - this.offset }));
   }
   async close(): Promise<void> {

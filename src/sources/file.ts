@@ -18,6 +18,8 @@ export function setStreamingReads(on: boolean): void {
 export class FileSource implements ByteSource {
   private closed = false;
   private dropBehind: DropBehind | undefined;
+  /** A regular file (not a block device). */
+  private regular = true;
   private constructor(
     readonly name: string,
     private readonly fh: FileHandle,
@@ -48,6 +50,7 @@ export class FileSource implements ByteSource {
     // keep their UUIDs; overlays bind to content fingerprints instead (layers/overlay.ts).
     const ident = `file:${st.dev}:${st.ino}:${size}`;
     const source = new FileSource(path, fh, size, !!opts.writable, ident);
+    source.regular = st.isFile();
     if (streaming && !opts.writable && st.isFile()) source.dropBehind = DropBehind.for(fh.fd);
     return source;
   }
@@ -108,6 +111,11 @@ export class FileSource implements ByteSource {
   fileRuns(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined {
     if (this.writable || this.closed || offset < 0 || offset + length > this.size) return undefined;
     this.dropBehind?.record(offset, length);
+    return [{ fd: this.fh.fd, fileOffset: offset, length }];
+  }
+
+  writeRuns(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined {
+    if (!this.writable || this.closed || !this.regular || offset < 0 || offset + length > this.size) return undefined;
     return [{ fd: this.fh.fd, fileOffset: offset, length }];
   }
 

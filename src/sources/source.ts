@@ -24,6 +24,12 @@ export interface ByteSource {
    * Asked right before those bytes are read (a streaming FileSource counts them as read).
    */
   fileRuns?(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined;
+  /**
+   * Optional, for local files opened for writing: like fileRuns, the runs where
+   * [offset, offset+length) lives, for a frontend that writes there itself (inside the current
+   * size only).
+   */
+  writeRuns?(offset: number, length: number): Array<{ fd: number; fileOffset: number; length: number }> | undefined;
 }
 
 /** Read exactly dst.length bytes or throw a CorruptImageError naming the structure. */

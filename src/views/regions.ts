@@ -9,7 +9,7 @@
 
 import { checkRange, type DirectPiece, type Disk } from '../core/disk.js';
 import { OutOfRangeError, ReadOnlyError } from '../core/errors.js';
-import type { DirectSegment, ViewFile } from './types.js';
+import type { DirectSegment, DirectWriteSegment, ViewFile } from './types.js';
 
 /** Fill dst with the bytes of a generated region starting at `offset` within the region. */
 export type RegionGenerator = (dst: Uint8Array, offset: number) => void;
@@ -151,6 +151,19 @@ export class RegionFile implements ViewFile {
     });
     await Promise.all(maps);
     return out.sort((a, b) => a.start - b.start);
+  }
+
+  async directWriteSegments(offset: number, length: number): Promise<DirectWriteSegment[]> {
+    checkRange(this, offset, length, this.name);
+    const disk = this.disk;
+    if (this.readOnly || length === 0 || !disk.directWriteMap) return [];
+    const maps: Array<Promise<DirectWriteSegment[]>> = [];
+    this.each(offset, length, (r, inR, at, n) => {
+      if (r.kind !== 'disk') return;
+      const shift = offset + at - (r.diskOffset + inR);
+      maps.push(disk.directWriteMap!(r.diskOffset + inR, n).then((pieces) => pieces.map((p) => ({ start: p.offset + shift, length: p.length, fd: p.fd, fileOffset: p.fileOffset }))));
+    });
+    return (await Promise.all(maps)).flat().sort((a, b) => a.start - b.start);
   }
 
   async write(src: Uint8Array, offset: number): Promise<void> {

@@ -11,6 +11,14 @@ export type DirectSegment =
   | { start: number; length: number; kind: 'bytes'; data: Uint8Array }
   | ({ start: number; length: number; kind: 'encoded' } & EncodedUnit);
 
+/** A part of a writable view file whose bytes live at [fileOffset, fileOffset+length) of fd. */
+export interface DirectWriteSegment {
+  start: number;
+  length: number;
+  fd: number;
+  fileOffset: number;
+}
+
 export interface ViewFile {
   /** File name inside the mount point. */
   readonly name: string;
@@ -38,6 +46,12 @@ export interface ViewFile {
    * while mounted answer with anything; the answer stays true until the file's disk is closed.
    */
   directSegments?(offset: number, length: number): Promise<DirectSegment[]>;
+  /**
+   * Optional, for writable files: the parts of [offset, offset+length) that are disk data a
+   * frontend may write in place (Disk.directWriteMap), never the view's own metadata; sorted and
+   * disjoint. Such a frontend fdatasyncs what it wrote before it calls flush().
+   */
+  directWriteSegments?(offset: number, length: number): Promise<DirectWriteSegment[]>;
   /**
    * Content made anew on every read (a counters file): never cached by the kernel, and reads may
    * come back short (readAt gives the count). size is an upper bound.

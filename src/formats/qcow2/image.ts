@@ -3,7 +3,7 @@
 // in this file or in an external data file, to compressed streams, to zeros, or to nothing (the
 // backing file shows through). Spec: qemu/qemu docs/interop/qcow2.rst @ 0a233da8.
 
-import { checkRange, pushPiece, readPadded, type DirectPiece, type Disk, type Extent } from '../../core/disk.js';
+import { checkRange, pushPiece, readPadded, type DirectPiece, type DirectWritePiece, type Disk, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 import { CorruptImageError, IoError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import type { ByteSource } from '../../sources/source.js';
@@ -42,6 +42,8 @@ export interface Qcow2WriterHooks {
   makeEmpty(): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /** Whether guest data may go to [host, host+length) of the data file (write()'s own check). */
+  isDataPlace(host: number, length: number): boolean;
 }
 
 /** Largest range directMap() maps at once (a frontend asks window by window). */
@@ -447,6 +449,31 @@ export class Qcow2Image implements FormatImage {
   async writeZeroes(offset: number, length: number): Promise<void> {
     if (!this.writer) throw new ReadOnlyError('qcow2 image opened read-only', { file: this.filename });
     return this.writer.writeZeroes(offset, length);
+  }
+
+  /**
+   * Where a frontend may write in place: allocated data clusters with refcount 1 (COPIED) inside
+   * the (data) file and clear of metadata, as the writer checks before its own writes. Such a
+   * cluster only moves through discard, writeZeroes or makeEmpty. Not for extended L2 (subcluster
+   * bits change on write) or ranges above DIRECT_MAP_MAX.
+   */
+  async directWriteMap(offset: number, length: number): Promise<DirectWritePiece[]> {
+    checkRange(this, offset, length);
+    const w = this.writer;
+    if (!w || this.readOnly || length === 0 || length > DIRECT_MAP_MAX || this.geo.extL2) return [];
+    const src = this.dataSource;
+    const out: DirectWritePiece[] = [];
+    for (const s of await this.map(offset, length)) {
+      if (s.kind !== 'data' || !s.copied || s.host + s.length > src.size || !w.isDataPlace(s.host, s.length)) continue;
+      let g = s.guest;
+      for (const r of src.writeRuns?.(s.host, s.length) ?? []) {
+        const last = out[out.length - 1];
+        if (last && last.offset + last.length === g && last.fd === r.fd && last.fileOffset + last.length === r.fileOffset) last.length += r.length;
+        else out.push({ offset: g, length: r.length, fd: r.fd, fileOffset: r.fileOffset });
+        g += r.length;
+      }
+    }
+    return out;
   }
 
   async discard(offset: number, length: number): Promise<void> {

@@ -138,6 +138,17 @@ export class Qcow2Writer implements Qcow2WriterHooks {
     else this.dataUnsynced = true;
   }
 
+  isDataPlace(host: number, length: number): boolean {
+    if (this.closed) return false;
+    if (this.img.dataSource !== this.img.source) return true;
+    try {
+      this.overlapCheck(host, length);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * Refuse a data write that would land on metadata (the header, the L1 table, an active L2
    * table, the refcount table or a refcount block, the snapshot table): only a corrupt image points

@@ -13,8 +13,9 @@ import { openInput } from '../input.js';
 import { VIEWS } from '../../views/index.js';
 import { MemoryFile } from '../../views/memory-file.js';
 import type { ViewFile } from '../../views/types.js';
+import type { RegionFile } from '../../views/regions.js';
 import { loadNative, mountNative, nativeLoadError } from './native.js';
-import { patternBytes, qemuImg, qemuIo, tempDir } from '../../../test/harness/tools.js';
+import { patternBytes, qemuImg, qemuIo, tempDir, tryRun } from '../../../test/harness/tools.js';
 
 const MiB = 1 << 20;
 
@@ -224,6 +225,64 @@ test('writes, growth, truncation and fsync reach a writable growable file', asyn
     assert.equal(await readFile(p, 'utf8'), '# Disk Des');
   } finally {
     await m.unmount();
+    t.cleanup();
+  }
+});
+
+test('writable qcow2 -> vdi: writes into clusters a write allocated are done natively, fsync makes them durable first', async () => {
+  const t = tempDir('native');
+  try {
+    const img = join(t.dir, 'disk.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', img, '8M');
+    const { disk } = await openInput({ images: [img], inopts: {}, write: { kind: 'writethrough' } });
+    const files = VIEWS.find((v) => v.name === 'vdi')!.build(disk, { baseName: 'disk', identity: img });
+    const dataAt = (files[0] as RegionFile).regions.find((r) => r.kind === 'disk')!.start;
+    const mnt = join(t.dir, 'mnt');
+    mkdirSync(mnt);
+    const m = await mountNative(mnt, files, {});
+    try {
+      const fh = await open(join(mnt, 'disk.vdi'), 'r+');
+      try {
+        const put = (fill: number, n: number, guest: number) => fh.write(Buffer.alloc(n, fill), 0, n, dataAt + guest);
+        await put(0x11, 64 << 10, MiB); // allocates guest cluster 16: JavaScript
+        for (let i = 0; i < 200 && m.stats().writeSegments === 0; i++) await new Promise((r) => setTimeout(r, 5));
+        assert.ok(m.stats().writeSegments > 0, 'the allocated cluster did not become a write segment');
+        await put(0x22, 4096, MiB + 8192); // inside it: native
+        await put(0x33, 8192, MiB + 60 * 1024); // its last 4 KiB and the next, unallocated cluster: JavaScript
+        // (the kernel may cut a write that crosses pages in two: bytes are what is counted)
+        let s = m.stats();
+        assert.equal(s.nativeWriteBytes, 4096, JSON.stringify(s));
+        assert.ok(s.jsWrites >= 2, JSON.stringify(s));
+        assert.equal(s.nativeSyncs, 0);
+        await fh.sync();
+        assert.equal(m.stats().nativeSyncs, 1, 'fsync after a native write did not fdatasync it first');
+        await fh.sync();
+        assert.equal(m.stats().nativeSyncs, 1, 'nothing new to sync');
+        for (let i = 0; i < 200 && m.stats().writeSegments < 2; i++) await new Promise((r) => setTimeout(r, 5));
+        await put(0x44, 4096, MiB + 64 * 1024 + 100 * 512); // inside the second cluster now: native
+        s = m.stats();
+        assert.equal(s.nativeWriteBytes, 8192, JSON.stringify(s));
+        // reads (through JavaScript) see every write
+        const back = Buffer.alloc(128 << 10);
+        await fh.read(back, 0, back.length, dataAt + MiB);
+        const want = Buffer.alloc(128 << 10, 0x11);
+        want.fill(0x22, 8192, 8192 + 4096);
+        want.fill(0x33, 60 * 1024, 68 * 1024);
+        want.fill(0, 68 * 1024); // the rest of the second cluster was never written
+        want.fill(0x44, 64 * 1024 + 100 * 512, 64 * 1024 + 100 * 512 + 4096);
+        assert.ok(back.equals(want), 'read back differs');
+      } finally {
+        await fh.close();
+      }
+    } finally {
+      await m.unmount();
+      await disk.close();
+    }
+    assert.match(qemuImg('check', img), /No errors were found/);
+    const io = tryRun('qemu-io', ['-f', 'qcow2', ...['read -P 0x11 1024k 8k', 'read -P 0x22 1032k 4k', 'read -P 0x11 1036k 48k', 'read -P 0x33 1084k 8k', 'read -P 0 1092k 47104', 'read -P 0x44 1165312 4k', 'read -P 0 1169408 10240'].flatMap((c) => ['-c', c]), img]);
+    assert.equal(io.status, 0, io.stdout + io.stderr);
+    assert.doesNotMatch(io.stdout, /Pattern verification failed/, io.stdout);
+  } finally {
     t.cleanup();
   }
 });

@@ -1,12 +1,17 @@
 // The mount through anydisk's own libfuse3 addon (native/anydisk_fuse.c): requests of up to
 // 1 MiB, answered on several threads. The parts of a file that are plain bytes of a local file,
-// zeros or fixed bytes (ViewFile.directSegments) are handed to the addon, which reads them itself;
-// everything else comes here as one callback per request and is answered with reply().
+// zeros or fixed bytes (ViewFile.directSegments) are handed to the addon, which reads them itself.
+// Of writable files, the parts where a write is a plain pwrite into a file (allocated clusters of
+// a writable qcow2, a writable raw file: ViewFile.directWriteSegments) become write segments once
+// a write here has shown the way; the addon then writes there itself, and fdatasyncs that before
+// passing on a flush or fsync. Everything else comes here as one callback per request and is
+// answered with reply().
 
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { errnoOf } from '../../core/errors.js';
 import { addonError, loadAddon } from '../../core/native.js';
-import type { DirectSegment, ViewFile } from '../../views/types.js';
+import type { DirectSegment, DirectWriteSegment, ViewFile } from '../../views/types.js';
+import { Coverage } from './coverage.js';
 import type { MountedFs, MountOptions } from './filesystem.js';
 
 type Handle = { readonly __mount: unique symbol };
@@ -21,6 +26,13 @@ export interface NativeStats {
   /** Encoded units decoded by the addon, and those that failed (read() answered instead). */
   decodedUnits: number;
   decodeFallbacks: number;
+  /** Writes done by the addon in write segments, and writes passed to JavaScript. */
+  nativeWrites: number;
+  nativeWriteBytes: number;
+  jsWrites: number;
+  writeSegments: number;
+  /** fdatasyncs of what native writes wrote (before a flush or fsync went on to JavaScript). */
+  nativeSyncs: number;
 }
 interface Addon {
   mount(
@@ -47,6 +59,10 @@ interface Addon {
    * when the file's segments were dropped first (more than maxSegments): map windows again.
    */
   addSegments(h: Handle, index: number, table: Float64Array, data: Array<Uint8Array | undefined>): boolean;
+  /** [start, length, fd, fdOffset] per segment; true when the file's write segments were dropped first. */
+  addWriteSegments(h: Handle, index: number, table: Float64Array): boolean;
+  /** fdatasync what native writes wrote since the last flush; 0 or an errno. */
+  syncWrites(h: Handle): number;
   stats(h: Handle): NativeStats;
   unmount(h: Handle): void;
 }
@@ -67,6 +83,8 @@ const MAP_WINDOW = 16 << 20;
  */
 const MAX_IO = 1 << 20;
 const READAHEAD = MAX_IO;
+/** After a write served here, the write segments of the 64 KiB-aligned range around it are asked for. */
+const WRITE_ALIGN = 64 << 10;
 const READAHEAD_KB = READAHEAD >> 10;
 
 /** The addon, or undefined when it is not built or cannot load (the reason is in nativeLoadError). */
@@ -113,10 +131,18 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
   const options = ['fsname=anydisk', 'subtype=anydisk', 'auto_unmount', ...(opts.allowOther ? ['allow_other'] : []), ...pass].join(',');
   const growable = files.map((f) => typeof f.truncate === 'function');
   const mapped = files.map(() => new Set<number>());
+  const writable = files.map((f, i) => !f.readOnly && !growable[i] && typeof f.directWriteSegments === 'function');
+  const covered = files.map(() => new Coverage());
   let handle: Handle | undefined;
   let ready: () => void = () => undefined;
   const readyP = new Promise<void>((r) => (ready = r));
   let closed = false;
+
+  /** At the end: what the addon wrote is made durable before the disk's own final flush. */
+  const syncNativeWrites = (h: Handle) => {
+    const err = native.syncWrites(h);
+    if (err) console.error(`anydisk: fdatasync of in-place writes failed at unmount (errno ${err})`);
+  };
 
   const fail = (req: Request, op: string, path: string, pos: number, n: number, err: unknown) => {
     logError(op, path, pos, n, err);
@@ -127,6 +153,35 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     if (closed || !handle || segs.length === 0) return;
     const { table, data } = pack(segs);
     if (native.addSegments(handle, index, table, data)) mapped[index]!.clear();
+  };
+
+  /**
+   * After a write served here: the range it touched may now be plain file bytes (a cluster it
+   * allocated); what is and is not covered yet becomes write segments.
+   */
+  const mapWrites = (index: number, offset: number, length: number) => {
+    const f = files[index]!;
+    const from = Math.floor(offset / WRITE_ALIGN) * WRITE_ALIGN;
+    const to = Math.min(f.size, Math.ceil((offset + length) / WRITE_ALIGN) * WRITE_ALIGN);
+    if (to <= from) return;
+    f.directWriteSegments!(from, to - from).then(
+      (segs) => addWriteSegments(index, segs),
+      () => undefined, // stays with write()
+    );
+  };
+  const addWriteSegments = (index: number, segs: DirectWriteSegment[]) => {
+    if (closed || !handle || segs.length === 0) return;
+    const cov = covered[index]!;
+    const rows: number[] = [];
+    for (const s of segs) {
+      for (const [a, b] of cov.gaps(s.start, s.start + s.length)) rows.push(a, b - a, s.fd, s.fileOffset + (a - s.start));
+      cov.add(s.start, s.start + s.length);
+    }
+    if (rows.length && native.addWriteSegments(handle, index, Float64Array.from(rows))) {
+      // the addon started over: what it has now is exactly these rows
+      cov.clear();
+      for (let k = 0; k < rows.length; k += 4) cov.add(rows[k]!, rows[k]! + rows[k + 1]!);
+    }
   };
 
   /** After a read served here: let the addon serve the window around it from now on, if it can. */
@@ -187,6 +242,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       if (handle && !closed) {
         closed = true;
         native.unmount(handle);
+        syncNativeWrites(handle);
         opts.onLost?.();
       }
       return;
@@ -217,6 +273,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
           () => {
             if (growable[index] && handle) native.setSize(handle, index, f.size);
             native.reply(r, length);
+            if (writable[index]) mapWrites(index, offset, length);
           },
           (err) => fail(r, 'write', path, offset, length, err),
         );
@@ -285,6 +342,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       if (closed) return;
       closed = true;
       native.unmount(h);
+      syncNativeWrites(h);
     },
   };
 }

@@ -119,6 +119,10 @@ export class ViewState {
       describe: f.describe?.bind(f),
       metadataRanges: f.metadataRanges?.bind(f),
     };
+    if (f.directWriteSegments) {
+      // data only: a write into the recorded metadata must come through write() above
+      w.directWriteSegments = async (off, len) => (await f.directWriteSegments!(off, len)).filter((s) => !ranges.some(([a, b]) => s.start < b && a < s.start + s.length));
+    }
     if (f.truncate) {
       w.truncate = async (size) => {
         await f.truncate!(size);
