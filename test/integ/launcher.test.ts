@@ -82,12 +82,14 @@ test('launcher: serve and mount get glibc malloc settings for large buffers (kep
     const base: NodeJS.ProcessEnv = { ...process.env, ANYDISK_NODE: printenv };
     delete base.MALLOC_ARENA_MAX;
     delete base.MALLOC_MMAP_THRESHOLD_;
+    delete base.MALLOC_TRIM_THRESHOLD_;
     const envOf = (args: string[], env: NodeJS.ProcessEnv) =>
       new Promise<string>((resolve, reject) => execFile(ANYDISK, args, { env }, (err, out) => (err ? reject(err) : resolve(out))));
     for (const cmd of ['serve', 'mount']) {
       const out = await envOf([cmd, 'x'], base);
       assert.match(out, /^MALLOC_MMAP_THRESHOLD_=2162688$/m, cmd);
       assert.match(out, /^MALLOC_ARENA_MAX=2$/m, cmd);
+      assert.match(out, /^MALLOC_TRIM_THRESHOLD_=33554432$/m, cmd);
     }
     assert.match(await envOf(['serve', 'x'], { ...base, MALLOC_MMAP_THRESHOLD_: '65536' }), /^MALLOC_MMAP_THRESHOLD_=65536$/m);
     assert.doesNotMatch(await envOf(['convert', 'x'], base), /^MALLOC_MMAP_THRESHOLD_=/m);
