@@ -4,7 +4,7 @@
 // an open file descriptor, zeros, or fixed bytes). Reads that fall entirely inside segments are
 // answered here, on the FUSE worker thread, without a round trip through JavaScript. Writable
 // files may have write segments: ranges of a writable image whose data sits at a fixed place of a
-// file (allocated clusters), where a write is a pwrite and nothing else; writes that fall
+// file (allocated clusters), where a write is a pwrite and nothing else; reads and writes that fall
 // entirely inside them are done here too, and a flush or fsync first fdatasyncs what they wrote.
 // Every other request (reads and writes elsewhere, flush, fsync, truncate) goes to one JavaScript
 // callback through a thread-safe function and is answered later with reply().
@@ -613,6 +613,39 @@ miss:
   return 0;
 }
 
+/* A read that lies inside write segments (data a writable image keeps in place): pread. 1:
+ * answered; 0: JavaScript reads it. */
+static int try_written_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, size_t len) {
+  pthread_rwlock_rdlock(&m->wlock);
+  long i = wseg_find(f, off);
+  uint64_t pos = off, end = off + len;
+  for (long k = i; i >= 0 && pos < end; k++) {
+    if (k >= (long)f->nwsegs || f->wsegs[k].start > pos || f->wsegs[k].start + f->wsegs[k].len <= pos) i = -1;
+    else pos = f->wsegs[k].start + f->wsegs[k].len;
+  }
+  if (i < 0 || grow(&tbuf, &tcap, len)) {
+    pthread_rwlock_unlock(&m->wlock);
+    return 0;
+  }
+  pos = off;
+  for (long k = i; pos < end; k++) {
+    wseg_t *s = &f->wsegs[k];
+    size_t n = (size_t)((s->start + s->len < end ? s->start + s->len : end) - pos);
+    int rc = pread_full(s->fd, tbuf + (pos - off), n, s->fdoff + (pos - s->start));
+    if (rc < 0) {
+      pthread_rwlock_unlock(&m->wlock);
+      fuse_reply_err(req, -rc);
+      return 1;
+    }
+    pos += n;
+  }
+  pthread_rwlock_unlock(&m->wlock);
+  atomic_fetch_add(&m->native_reads, 1);
+  atomic_fetch_add(&m->native_bytes, len);
+  fuse_reply_buf(req, (const char *)tbuf, len);
+  return 1;
+}
+
 /* fdatasync what native writes put into f's files since the last time; 0 or a negative errno. */
 static int sync_native_writes(mount_t *m, file_t *f) {
   if (!atomic_exchange(&f->wdirty, 0)) return 0;
@@ -741,6 +774,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   }
   size_t n = (uint64_t)off + size > fsize ? (size_t)(fsize - (uint64_t)off) : size;
   if (try_native_read(m, f, req, (uint64_t)off, n)) return;
+  if (f->nwsegs && try_written_read(m, f, req, (uint64_t)off, n)) return;
   atomic_fetch_add(&m->js_reads, 1);
   atomic_fetch_add(&m->js_bytes, n);
   to_js(m, req, OP_READ, (int)(ino - 2), (uint64_t)off, n, NULL);

@@ -3,8 +3,9 @@
 // zeros or fixed bytes (ViewFile.directSegments) are handed to the addon, which reads them itself.
 // Of writable files, the parts where a write is a plain pwrite into a file (allocated clusters of
 // a writable qcow2, a writable raw file: ViewFile.directWriteSegments) become write segments once
-// a write here has shown the way; the addon then writes there itself, and fdatasyncs that before
-// passing on a flush or fsync. Everything else comes here as one callback per request and is
+// a write here has shown the way (the 64 KiB around it) or a read here has (its 16 MiB window);
+// the addon then reads and writes there itself, and fdatasyncs what it wrote before passing on a
+// flush or fsync. Everything else comes here as one callback per request and is
 // answered with reply().
 
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -133,6 +134,8 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
   const mapped = files.map(() => new Set<number>());
   const writable = files.map((f, i) => !f.readOnly && !growable[i] && typeof f.directWriteSegments === 'function');
   const covered = files.map(() => new Coverage());
+  /** Windows of writable files whose write segments were asked for after a read. */
+  const writeMapped = files.map(() => new Set<number>());
   let handle: Handle | undefined;
   let ready: () => void = () => undefined;
   const readyP = new Promise<void>((r) => (ready = r));
@@ -169,6 +172,23 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
       () => undefined, // stays with write()
     );
   };
+  /**
+   * After a read served here from a writable file: the data it already keeps in place around it
+   * (written in an earlier session, say) becomes write segments, which serve reads too.
+   */
+  const mapWritten = (index: number, offset: number) => {
+    const w = Math.floor(offset / MAP_WINDOW);
+    const seen = writeMapped[index]!;
+    if (seen.has(w)) return;
+    seen.add(w);
+    const f = files[index]!;
+    const from = w * MAP_WINDOW;
+    const to = Math.min(f.size, from + MAP_WINDOW);
+    f.directWriteSegments!(from, to - from).then(
+      (segs) => addWriteSegments(index, segs),
+      () => seen.delete(w),
+    );
+  };
   const addWriteSegments = (index: number, segs: DirectWriteSegment[]) => {
     if (closed || !handle || segs.length === 0) return;
     const cov = covered[index]!;
@@ -180,6 +200,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
     if (rows.length && native.addWriteSegments(handle, index, Float64Array.from(rows))) {
       // the addon started over: what it has now is exactly these rows
       cov.clear();
+      writeMapped[index]!.clear();
       for (let k = 0; k < rows.length; k += 4) cov.add(rows[k]!, rows[k]! + rows[k + 1]!);
     }
   };
@@ -260,6 +281,7 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
             if (native.reply(r, n, b, token)) giveBack(b);
             else lent.set(token, b);
             mapAround(index, offset);
+            if (writable[index]) mapWritten(index, offset);
           },
           (err) => {
             giveBack(b);
