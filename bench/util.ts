@@ -33,9 +33,7 @@ export function ensureDir(d: string): string {
   return d;
 }
 
-export function isMounted(dir: string): boolean {
-  return spawnSync('mountpoint', ['-q', dir]).status === 0;
-}
+export { isMounted } from '../test/harness/mount.js';
 
 export async function waitFor(pred: () => boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;

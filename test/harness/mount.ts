@@ -1,11 +1,12 @@
 // Mount helpers for tests: a real FUSE mount through the anydisk CLI, always unmounted at the end.
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { isMountPoint } from '../../src/frontends/fuse/state.js';
 import { anydisk } from './tools.js';
 
+/** dir is a mount point in /proc/self/mounts (a dead FUSE mount, ENOTCONN, counts as mounted). */
 export function isMounted(dir: string): boolean {
-  return spawnSync('mountpoint', ['-q', dir]).status === 0;
+  return isMountPoint(resolve(dir));
 }
 
 /** Mount with the given CLI arguments (the mount point is appended); returns the mount dir. */
