@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include "decode.h"
+#include "io.h"
 
 /* result codes: decode.h's DEC_* (0 ok .. 5), and one of this module's own */
 enum { OK = DEC_OK, E_SHORT = DEC_SHORT, E_IO = 6 };
@@ -55,19 +56,15 @@ static void execute(napi_env env, void *data) {
   struct libdeflate_decompressor *ld = ld_tls; /* NULL (no memory): zlib alone */
   if (b->fd >= 0) {
     size_t done = 0;
-    while (done < b->in_len) {
-      ssize_t got = pread(b->fd, b->own_in + done, b->in_len - done, (off_t)(b->fd_off + done));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        const char *why = got < 0 ? strerror(errno) : "short read (file shrank?)";
-        for (size_t k = 0; k < b->n; k++) {
-          b->codes[k] = E_IO;
-          strncpy(b->msgs[k], why, 95);
-          b->details[k * 2] = (double)(b->fd_off + done);
-        }
-        return;
+    int rc = pread_exact(b->fd, b->own_in, b->in_len, b->fd_off, &done);
+    if (rc != 0) {
+      const char *why = rc < 0 ? strerror(-rc) : "short read (file shrank?)";
+      for (size_t k = 0; k < b->n; k++) {
+        b->codes[k] = E_IO;
+        strncpy(b->msgs[k], why, 95);
+        b->details[k * 2] = (double)(b->fd_off + done);
       }
-      done += (size_t)got;
+      return;
     }
   }
   for (size_t k = 0; k < b->n; k++) {

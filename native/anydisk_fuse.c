@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "decode.h"
+#include "io.h"
 
 enum { SEG_FD = 1, SEG_ZERO = 2, SEG_BYTES = 3, SEG_CODED = 4 };
 enum { OP_READ = 1, OP_WRITE = 2, OP_FLUSH = 3, OP_FSYNC = 4, OP_TRUNCATE = 5, OP_READY = 6, OP_EXIT = 7, OP_DONE = 8, OP_TRIP = 9 };
@@ -379,15 +380,8 @@ static __thread int tzs_ready;
 static __thread struct libdeflate_decompressor *tld;
 
 static int pread_full(int fd, uint8_t *dst, size_t n, uint64_t off) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t got = pread(fd, dst + done, n - done, (off_t)(off + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return -errno;
-    if (got == 0) return -EIO; /* the file is shorter than its map says */
-    done += (size_t)got;
-  }
-  return 0;
+  int rc = pread_exact(fd, dst, n, off, NULL);
+  return rc > 0 ? -EIO : rc; /* ended early: the file is shorter than its map says */
 }
 
 /* Requests at least this large come from the kernel's read-ahead of a stream (random readers ask
