@@ -118,10 +118,11 @@ export function looksLikeDescriptor(head: Uint8Array): boolean {
   const n = Math.min(head.length, 4096);
   if (n < 16) return false;
   const text = Buffer.from(head.buffer, head.byteOffset, n).toString('latin1');
-  // Text only (NUL padding at the end of a small descriptor file is allowed).
+  // Text up to the first NUL; what follows it is ignored, as qemu (a C string) and
+  // descriptorText do. qemu rewrites a descriptor in place when it changes the CID and leaves the
+  // old text's last bytes after the new NUL when the new CID has fewer hex digits.
   const nul = text.indexOf('\0');
   const body = nul >= 0 ? text.slice(0, nul) : text;
-  if (nul >= 0 && /[^\0]/.test(text.slice(nul))) return false;
   if (/[\x01-\x08\x0e-\x1f]/.test(body)) return false;
   const t = body.replace(/^\uFEFF/, '').replace(/^\s+/, '');
   if (!/createType\s*=/.test(body)) return false;

@@ -366,6 +366,9 @@ test('vmdk: probe recognises headers and descriptors only', async () => {
       ['t.txt', 'hello\nversion=1\ncreateType=x\n', 'raw'],
       ['b.bin', patternBytes(4096, 2), 'raw'],
       ['k.bin', Uint8Array.from([0x4b, 0x44, 0x4d, 0x56, 1, 0, 0, 0]), 'vmdk'],
+      // qemu's CID rewrite in place with a shorter CID: the old text's tail after the NUL
+      ['cid.vmdk', Buffer.concat([Buffer.from(descriptor('monolithicFlat', ['RW 8 FLAT "x" 0'])), Buffer.from([0]), Buffer.from('7"\n'), Buffer.alloc(100)]), 'vmdk'],
+      ['nul-bin.bin', Buffer.concat([Buffer.from('hello\0'), Buffer.from(patternBytes(4096, 3))]), 'raw'],
     ];
     for (const [name, body, fmt] of cases) {
       const p = join(dir, name);
