@@ -3,9 +3,10 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { loadAddon } from '../../src/core/native.js';
 
 export const ROOT = resolve(new URL('../../..', import.meta.url).pathname);
 /** The launcher users run (a shell script); it runs node, this test's own (ANYDISK_NODE). */
@@ -28,6 +29,24 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; input?: s
     throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr?.toString().trim()}`);
   }
   return r.stdout.toString();
+}
+
+/**
+ * Take one file's pages out of the page cache (written back first: only clean pages leave), so
+ * the next read of it comes from the disk. Unlike `echo 3 > /proc/sys/vm/drop_caches` it leaves
+ * the other tests' files alone: tests run in parallel, and some assert what is cached.
+ */
+export function evictFromPageCache(path: string): void {
+  const addon = loadAddon<{ dropCache(fd: number, offset: number, length: number): number }>('anydisk_codec');
+  if (!addon?.dropCache) throw new Error('evictFromPageCache: the anydisk_codec addon is not built (npm run build)');
+  const fd = openSync(path, 'r');
+  try {
+    fdatasyncSync(fd);
+    const rc = addon.dropCache(fd, 0, 0); // length 0: to the end of the file
+    if (rc !== 0) throw new Error(`evictFromPageCache ${path}: posix_fadvise failed (${rc})`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Run a command and return its status and outputs without throwing. */
