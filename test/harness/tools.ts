@@ -7,6 +7,7 @@ import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadAddon } from '../../src/core/native.js';
+import type { CacheAddon } from '../../src/sources/drop-behind.js';
 
 export const ROOT = resolve(new URL('../../..', import.meta.url).pathname);
 /** The launcher users run (a shell script); it runs node, this test's own (ANYDISK_NODE). */
@@ -37,7 +38,7 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; input?: s
  * the other tests' files alone: tests run in parallel, and some assert what is cached.
  */
 export function evictFromPageCache(path: string): void {
-  const addon = loadAddon<{ dropCache(fd: number, offset: number, length: number): number }>('anydisk_codec');
+  const addon = loadAddon<CacheAddon>('anydisk_codec');
   if (!addon?.dropCache) throw new Error('evictFromPageCache: the anydisk_codec addon is not built (npm run build)');
   const fd = openSync(path, 'r');
   try {
