@@ -569,71 +569,71 @@ static int pwrite_full(int fd, const uint8_t *src, size_t n, uint64_t off) {
   return 0;
 }
 
-/* 1: answered; 0: not wholly inside write segments (JavaScript writes). */
-static int try_native_write(mount_t *m, file_t *f, fuse_req_t req, const uint8_t *buf, uint64_t off, size_t len) {
-  pthread_rwlock_rdlock(&m->wlock);
-  long i = wseg_find(f, off);
-  if (i < 0) goto miss;
-  uint64_t pos = off, end = off + len;
-  for (long k = i; pos < end; k++) {
-    if (k >= (long)f->nwsegs) goto miss;
-    wseg_t *s = &f->wsegs[k];
-    if (s->start > pos || s->start + s->len <= pos) goto miss;
-    pos = s->start + s->len;
-  }
-  pos = off;
-  for (long k = i; pos < end; k++) {
-    wseg_t *s = &f->wsegs[k];
-    size_t n = (size_t)((s->start + s->len < end ? s->start + s->len : end) - pos);
-    int rc = pwrite_full(s->fd, buf + (pos - off), n, s->fdoff + (pos - s->start));
-    if (rc < 0) {
-      /* part of it may have landed: dirty either way */
-      atomic_store(&f->wdirty, 1);
-      pthread_rwlock_unlock(&m->wlock);
-      fuse_reply_err(req, -rc);
-      return 1;
-    }
-    pos += n;
-  }
-  /* before the reply: a flush that follows it must see the write */
-  atomic_store(&f->wdirty, 1);
-  pthread_rwlock_unlock(&m->wlock);
-  atomic_fetch_add(&m->native_writes, 1);
-  atomic_fetch_add(&m->native_wbytes, len);
-  fuse_reply_write(req, len);
-  return 1;
-miss:
-  pthread_rwlock_unlock(&m->wlock);
-  return 0;
-}
-
-/* A read that lies inside write segments (data a writable image keeps in place): pread. 1:
- * answered; 0: JavaScript reads it. */
-static int try_written_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, size_t len) {
-  pthread_rwlock_rdlock(&m->wlock);
+/* Index of the write segment holding off when [off, off+len) lies wholly inside write segments,
+ * else -1. Caller holds wlock. */
+static long wseg_cover(file_t *f, uint64_t off, size_t len) {
   long i = wseg_find(f, off);
   uint64_t pos = off, end = off + len;
   for (long k = i; i >= 0 && pos < end; k++) {
     if (k >= (long)f->nwsegs || f->wsegs[k].start > pos || f->wsegs[k].start + f->wsegs[k].len <= pos) i = -1;
     else pos = f->wsegs[k].start + f->wsegs[k].len;
   }
+  return i;
+}
+
+/* pwrite (buf given) or pread into out of [off, off+len), covered by the write segments from
+ * index i on; 0 or a negative errno. Caller holds wlock. */
+static int wseg_io(file_t *f, long i, const uint8_t *buf, uint8_t *out, uint64_t off, size_t len) {
+  uint64_t pos = off, end = off + len;
+  for (long k = i; pos < end; k++) {
+    wseg_t *s = &f->wsegs[k];
+    size_t n = (size_t)((s->start + s->len < end ? s->start + s->len : end) - pos);
+    uint64_t at = s->fdoff + (pos - s->start);
+    int rc = buf ? pwrite_full(s->fd, buf + (pos - off), n, at) : pread_full(s->fd, out + (pos - off), n, at);
+    if (rc < 0) return rc;
+    pos += n;
+  }
+  return 0;
+}
+
+/* 1: answered; 0: not wholly inside write segments (JavaScript writes). */
+static int try_native_write(mount_t *m, file_t *f, fuse_req_t req, const uint8_t *buf, uint64_t off, size_t len) {
+  pthread_rwlock_rdlock(&m->wlock);
+  long i = wseg_cover(f, off, len);
+  if (i < 0) {
+    pthread_rwlock_unlock(&m->wlock);
+    return 0;
+  }
+  int rc = wseg_io(f, i, buf, NULL, off, len);
+  /* before the reply: a flush that follows it must see the write (after a failure, part of it
+   * may have landed: dirty either way) */
+  atomic_store(&f->wdirty, 1);
+  pthread_rwlock_unlock(&m->wlock);
+  if (rc < 0) {
+    fuse_reply_err(req, -rc);
+    return 1;
+  }
+  atomic_fetch_add(&m->native_writes, 1);
+  atomic_fetch_add(&m->native_wbytes, len);
+  fuse_reply_write(req, len);
+  return 1;
+}
+
+/* A read that lies inside write segments (data a writable image keeps in place): pread. 1:
+ * answered; 0: JavaScript reads it. */
+static int try_written_read(mount_t *m, file_t *f, fuse_req_t req, uint64_t off, size_t len) {
+  pthread_rwlock_rdlock(&m->wlock);
+  long i = wseg_cover(f, off, len);
   if (i < 0 || grow(&tbuf, &tcap, len)) {
     pthread_rwlock_unlock(&m->wlock);
     return 0;
   }
-  pos = off;
-  for (long k = i; pos < end; k++) {
-    wseg_t *s = &f->wsegs[k];
-    size_t n = (size_t)((s->start + s->len < end ? s->start + s->len : end) - pos);
-    int rc = pread_full(s->fd, tbuf + (pos - off), n, s->fdoff + (pos - s->start));
-    if (rc < 0) {
-      pthread_rwlock_unlock(&m->wlock);
-      fuse_reply_err(req, -rc);
-      return 1;
-    }
-    pos += n;
-  }
+  int rc = wseg_io(f, i, NULL, tbuf, off, len);
   pthread_rwlock_unlock(&m->wlock);
+  if (rc < 0) {
+    fuse_reply_err(req, -rc);
+    return 1;
+  }
   atomic_fetch_add(&m->native_reads, 1);
   atomic_fetch_add(&m->native_bytes, len);
   fuse_reply_buf(req, (const char *)tbuf, len);
