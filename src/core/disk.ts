@@ -103,6 +103,20 @@ export function pushPiece(out: DirectPiece[], p: DirectPiece): void {
   out.push({ ...p });
 }
 
+/**
+ * Append the file runs (ByteSource.writeRuns) that hold the disk's bytes from `offset` on as write
+ * pieces, merging a run with the previous piece when they continue each other.
+ */
+export function pushWriteRuns(out: DirectWritePiece[], offset: number, runs: ReadonlyArray<{ fd: number; fileOffset: number; length: number }>): void {
+  let pos = offset;
+  for (const r of runs) {
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length === pos && last.fd === r.fd && last.fileOffset + last.length === r.fileOffset) last.length += r.length;
+    else out.push({ offset: pos, length: r.length, fd: r.fd, fileOffset: r.fileOffset });
+    pos += r.length;
+  }
+}
+
 export function checkRange(disk: { size: number }, offset: number, length: number, what = 'disk'): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > disk.size) {
     throw new OutOfRangeError(`${what}: range ${offset}+${length} outside 0..${disk.size}`);

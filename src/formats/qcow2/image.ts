@@ -3,7 +3,7 @@
 // in this file or in an external data file, to compressed streams, to zeros, or to nothing (the
 // backing file shows through). Spec: qemu/qemu docs/interop/qcow2.rst @ 0a233da8.
 
-import { checkRange, pushPiece, readPadded, type DirectPiece, type DirectWritePiece, type Disk, type Extent } from '../../core/disk.js';
+import { checkRange, pushPiece, pushWriteRuns, readPadded, type DirectPiece, type DirectWritePiece, type Disk, type Extent } from '../../core/disk.js';
 import { pushExtent } from '../../core/extents.js';
 import { CorruptImageError, IoError, ReadOnlyError, UnsupportedFeatureError } from '../../core/errors.js';
 import type { ByteSource } from '../../sources/source.js';
@@ -465,13 +465,7 @@ export class Qcow2Image implements FormatImage {
     const out: DirectWritePiece[] = [];
     for (const s of await this.map(offset, length)) {
       if (s.kind !== 'data' || !s.copied || s.host + s.length > src.size || !w.isDataPlace(s.host, s.length)) continue;
-      let g = s.guest;
-      for (const r of src.writeRuns?.(s.host, s.length) ?? []) {
-        const last = out[out.length - 1];
-        if (last && last.offset + last.length === g && last.fd === r.fd && last.fileOffset + last.length === r.fileOffset) last.length += r.length;
-        else out.push({ offset: g, length: r.length, fd: r.fd, fileOffset: r.fileOffset });
-        g += r.length;
-      }
+      pushWriteRuns(out, s.guest, src.writeRuns?.(s.host, s.length) ?? []);
     }
     return out;
   }

@@ -2,7 +2,7 @@
 // disk.001, disk.002, ...) are concatenated in order.
 
 import { existsSync } from 'node:fs';
-import { BaseDisk, checkRange, type DirectPiece, type DirectWritePiece, type Extent } from '../../core/disk.js';
+import { BaseDisk, checkRange, pushWriteRuns, type DirectPiece, type DirectWritePiece, type Extent } from '../../core/disk.js';
 import { IoError, ReadOnlyError } from '../../core/errors.js';
 import { pushExtent } from '../../core/extents.js';
 import { loadAddon } from '../../core/native.js';
@@ -89,14 +89,8 @@ export class RawImage extends BaseDisk implements FormatImage {
   async directWriteMap(offset: number, length: number): Promise<DirectWritePiece[]> {
     checkRange(this, offset, length);
     if (this.readOnly || length === 0) return [];
-    const runs = this.source.writeRuns?.(offset, length);
-    if (!runs) return [];
     const out: DirectWritePiece[] = [];
-    let pos = offset;
-    for (const r of runs) {
-      out.push({ offset: pos, length: r.length, fd: r.fd, fileOffset: r.fileOffset });
-      pos += r.length;
-    }
+    pushWriteRuns(out, offset, this.source.writeRuns?.(offset, length) ?? []);
     return out;
   }
 
