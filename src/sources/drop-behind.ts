@@ -8,6 +8,7 @@
 // Dropping early is never wrong, only slower: a range read through the native code (fileRuns)
 // is recorded before its read starts, and the lag keeps it cached until reads well past it.
 import { loadAddon } from '../core/native.js';
+import { RangeSet } from '../core/range-set.js';
 
 /** Bytes read after a range before it is dropped. */
 const LAG = 16 * 1024 * 1024;
@@ -25,9 +26,8 @@ export interface CacheAddon {
 }
 
 export class DropBehind {
-  /** Ranges read and still cached: sorted, merged where they touch. */
-  private ranges: Array<[number, number]> = [];
-  private queued = 0;
+  /** Ranges read and still cached. */
+  private readonly read = new RangeSet();
 
   constructor(
     private readonly fd: number,
@@ -43,36 +43,13 @@ export class DropBehind {
   /** [offset, offset + length) of the file has been (or is about to be) read. */
   record(offset: number, length: number): void {
     if (length <= 0) return;
-    this.add(offset, offset + length);
-    if (this.queued >= LAG + STEP) this.drop(this.queued - LAG);
-  }
-
-  /** Insert into the sorted set (reads mostly land at or near its end). */
-  private add(s: number, e: number): void {
-    const r = this.ranges;
-    let i = r.length;
-    while (i > 0 && r[i - 1]![0] > s) i--;
-    // r[i-1] starts at or before s; merge with it and with whatever [s, e) reaches after it.
-    let lo = s;
-    let hi = e;
-    let from = i;
-    if (i > 0 && r[i - 1]![1] >= s) {
-      from = i - 1;
-      lo = r[from]![0];
-      hi = Math.max(hi, r[from]![1]);
-    }
-    let to = i;
-    while (to < r.length && r[to]![0] <= hi) hi = Math.max(hi, r[to++]![1]);
-    let before = 0;
-    for (let k = from; k < to; k++) before += r[k]![1] - r[k]![0];
-    r.splice(from, to - from, [lo, hi]);
-    this.queued += hi - lo - before;
+    this.read.add(offset, offset + length);
+    if (this.read.bytes >= LAG + STEP) this.drop(this.read.bytes - LAG);
   }
 
   /** Drop about `bytes` from the lowest ranges. */
   private drop(bytes: number): void {
-    while (bytes > 0 && this.ranges.length) {
-      const r = this.ranges[0]!;
+    for (let r = this.read.first(); bytes > 0 && r; r = this.read.first()) {
       let end = r[1];
       if (end - r[0] > bytes) {
         end = Math.floor((r[0] + bytes) / ALIGN) * ALIGN;
@@ -80,9 +57,7 @@ export class DropBehind {
       }
       this.addon.dropCache(this.fd, r[0], end - r[0]);
       bytes -= end - r[0];
-      this.queued -= end - r[0];
-      r[0] = end;
-      if (r[0] === r[1]) this.ranges.shift();
+      this.read.removeBelow(end);
     }
   }
 }

@@ -11,8 +11,8 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { errnoOf } from '../../core/errors.js';
 import { addonError, loadAddon } from '../../core/native.js';
+import { RangeSet } from '../../core/range-set.js';
 import type { DirectSegment, DirectWriteSegment, ViewFile } from '../../views/types.js';
-import { Coverage } from './coverage.js';
 import type { MountedFs, MountOptions } from './filesystem.js';
 
 type Handle = { readonly __mount: unique symbol };
@@ -133,7 +133,11 @@ export async function mountNative(mountpoint: string, files: ViewFile[], opts: M
   const growable = files.map((f) => typeof f.truncate === 'function');
   const mapped = files.map(() => new Set<number>());
   const writable = files.map((f, i) => !f.readOnly && !growable[i] && typeof f.directWriteSegments === 'function');
-  const covered = files.map(() => new Coverage());
+  /**
+   * Per file, what the addon has as write segments: new segments are cut to what is not covered
+   * yet, so it never gets two for one byte (it would drop the second whole, with its new part).
+   */
+  const covered = files.map(() => new RangeSet());
   /** Windows of writable files whose write segments were asked for after a read. */
   const writeMapped = files.map(() => new Set<number>());
   let handle: Handle | undefined;
