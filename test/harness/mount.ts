@@ -9,11 +9,14 @@ export function isMounted(dir: string): boolean {
   return isMountPoint(resolve(dir));
 }
 
-/** Mount with the given CLI arguments (the mount point is appended); returns the mount dir. */
-export function mount(dir: string, args: string[]): { mnt: string; umount: () => void } {
+/**
+ * Mount with the given CLI arguments (the mount point is appended); returns the mount dir. `env`
+ * replaces the CLI's environment (ANYDISK_FUSE=js, say).
+ */
+export function mount(dir: string, args: string[], env?: NodeJS.ProcessEnv): { mnt: string; umount: () => void } {
   const mnt = join(dir, `mnt-${Math.random().toString(36).slice(2, 8)}`);
   mkdirSync(mnt);
-  const r = anydisk(['mount', ...args, mnt], { timeout: 60_000 });
+  const r = anydisk(['mount', ...args, mnt], { timeout: 60_000, env });
   if (r.status !== 0) throw new Error(`anydisk mount ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return {
     mnt,

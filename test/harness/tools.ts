@@ -56,7 +56,7 @@ export function tryRun(cmd: string, args: string[], opts: { cwd?: string; timeou
   return { status: r.status ?? -1, stdout: r.stdout?.toString() ?? '', stderr: r.stderr?.toString() ?? '' };
 }
 
-export function anydisk(args: string[], opts: { cwd?: string; timeout?: number } = {}): { status: number; stdout: string; stderr: string } {
+export function anydisk(args: string[], opts: { cwd?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {}): { status: number; stdout: string; stderr: string } {
   return tryRun(ANYDISK, args, opts);
 }
 

@@ -3,26 +3,15 @@
 // the raw image, and writes through a --cache overlay that reach the overlay and not the image.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import { readFileSync, writeFileSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { ANYDISK, anydisk, patternBytes, qemuImg, tempDir, tryRun } from '../harness/tools.js';
-import { isMounted } from '../harness/mount.js';
+import { patternBytes, qemuImg, tempDir } from '../harness/tools.js';
+import { isMounted, mount } from '../harness/mount.js';
 import { readRecord } from '../../src/frontends/fuse/state.js';
 
 function mountJs(dir: string, args: string[]): { mnt: string; pid: number; umount: () => void } {
-  const mnt = join(dir, `mnt-${Math.random().toString(36).slice(2, 8)}`);
-  mkdirSync(mnt);
-  const r = tryRun(ANYDISK, ['mount', ...args, mnt], { timeout: 60_000, env: { ...process.env, ANYDISK_FUSE: 'js' } });
-  if (r.status !== 0) throw new Error(`anydisk mount ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  const pid = readRecord(mnt)?.pid ?? 0;
-  return {
-    mnt,
-    pid,
-    umount: () => {
-      const u = anydisk(['umount', mnt], { timeout: 90_000 });
-      if (u.status !== 0 && isMounted(mnt)) throw new Error(`umount failed: ${u.stderr}`);
-    },
-  };
+  const m = mount(dir, args, { ...process.env, ANYDISK_FUSE: 'js' });
+  return { ...m, pid: readRecord(m.mnt)?.pid ?? 0 };
 }
 
 /** The daemon serves through the JavaScript binding: its module is loaded, anydisk's addon is not. */
