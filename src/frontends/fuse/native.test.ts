@@ -19,6 +19,11 @@ import { patternBytes, qemuImg, qemuIo, tempDir, tryRun } from '../../../test/ha
 
 const MiB = 1 << 20;
 
+/** Wait until pred() holds, for at most about a second (the addon learns of segments asynchronously). */
+async function until(pred: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 5));
+}
+
 test('the native module is built and loads', () => {
   assert.ok(loadNative(), `native/build/anydisk_fuse.node: ${nativeLoadError()}`);
 });
@@ -245,7 +250,7 @@ test('writable qcow2 -> vdi: reads and writes of clusters kept in place are nati
       try {
         const put = (fill: number, n: number, guest: number) => fh.write(Buffer.alloc(n, fill), 0, n, dataAt + guest);
         await put(0x11, 64 << 10, MiB); // allocates guest cluster 16: JavaScript
-        for (let i = 0; i < 200 && m.stats().writeSegments === 0; i++) await new Promise((r) => setTimeout(r, 5));
+        await until(() => m.stats().writeSegments > 0);
         assert.ok(m.stats().writeSegments > 0, 'the allocated cluster did not become a write segment');
         await put(0x22, 4096, MiB + 8192); // inside it: native
         await put(0x33, 8192, MiB + 60 * 1024); // its last 4 KiB and the next, unallocated cluster: JavaScript
@@ -258,7 +263,7 @@ test('writable qcow2 -> vdi: reads and writes of clusters kept in place are nati
         assert.equal(m.stats().nativeSyncs, 1, 'fsync after a native write did not fdatasync it first');
         await fh.sync();
         assert.equal(m.stats().nativeSyncs, 1, 'nothing new to sync');
-        for (let i = 0; i < 200 && m.stats().writeSegments < 2; i++) await new Promise((r) => setTimeout(r, 5));
+        await until(() => m.stats().writeSegments >= 2);
         await put(0x44, 4096, MiB + 64 * 1024 + 100 * 512); // inside the second cluster now: native
         s = m.stats();
         assert.equal(s.nativeWriteBytes, 8192, JSON.stringify(s));
@@ -290,7 +295,7 @@ test('writable qcow2 -> vdi: reads and writes of clusters kept in place are nati
         const got = Buffer.alloc(4096);
         await fh.read(got, 0, 4096, dataAt + MiB + 16384);
         assert.ok(got.equals(Buffer.alloc(4096, 0x11)));
-        for (let i = 0; i < 200 && m2.stats().writeSegments === 0; i++) await new Promise((r) => setTimeout(r, 5));
+        await until(() => m2.stats().writeSegments > 0);
         const before = m2.stats();
         await fh.read(got, 0, 4096, dataAt + MiB + 8192);
         assert.ok(got.equals(Buffer.alloc(4096, 0x22)));
